@@ -1,0 +1,279 @@
+// Package app wires the job's parts together for each subcommand: it opens
+// the database, takes the run lock, builds the API client, calls package
+// apply, records the run, and returns errors that cmd/reconcile maps to the
+// contract's exit codes.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reconcile/reconcile/internal/apply"
+	"github.com/reconcile/reconcile/internal/config"
+	"github.com/reconcile/reconcile/internal/db"
+	"github.com/reconcile/reconcile/internal/live"
+	"github.com/reconcile/reconcile/internal/logging"
+	"github.com/reconcile/reconcile/internal/model"
+)
+
+// Version is the program version recorded in reconcile_runs; cmd/reconcile
+// sets it from build information.
+var Version = "dev"
+
+// Sentinel errors that decide the exit code (see ExitCode).
+var (
+	// ErrNotDone: the run finished, and some rows are invalid or failed (exit 1).
+	ErrNotDone = errors.New("some rows are not done")
+	// ErrSchema: the schema is missing or behind (exit 2).
+	ErrSchema = errors.New("schema not ready")
+)
+
+// Env is what a subcommand gets from its process.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Logger         *slog.Logger
+	Redactor       *logging.Redactor
+	// Credentials overrides the default chain (tests, the demo).
+	Credentials live.Credentials
+	// Progress, when set, replaces progress log lines (terminal progress bar).
+	Progress func(apply.Progress)
+}
+
+// ExitCode maps an error returned by this package to the contract's exit codes.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, config.ErrUsage), errors.Is(err, apply.ErrCredentials), errors.Is(err, ErrSchema),
+		errors.Is(err, live.ErrNoCredentials), errors.Is(err, live.ErrInsecureEndpoint):
+		return 2
+	case errors.Is(err, db.ErrLocked):
+		return 3
+	case errors.Is(err, apply.ErrInterrupted):
+		return 4
+	}
+	return 1
+}
+
+// Connect opens a pool on url (libpq defaults when empty) and checks it answers.
+func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --database-url: %v", config.ErrUsage, redactURL(err))
+	}
+	if maxConns > 0 {
+		pc.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	return pool, nil
+}
+
+// redactURL keeps a parse error short and never prints the connection
+// string (it may hold a password).
+func redactURL(error) string {
+	return "cannot parse the connection string (expected postgres://user@host:port/db or key=value pairs)"
+}
+
+// Run performs `reconcile run` (or `run --dry-run`) with c, which must be
+// validated. It returns nil when every desired row is done, ErrNotDone when
+// some are invalid or failed, and otherwise an error wrapping one of the
+// sentinels of ExitCode.
+func Run(ctx context.Context, c config.Run, env Env) error {
+	log := env.Logger
+	log.Info("starting", "command", "run", "version", Version, "config", configAttrs(c))
+
+	var client *live.Client
+	var creds live.Credentials
+	if !c.DryRun {
+		lo := live.Options{Endpoint: c.Endpoint, Region: c.Region, RequestTimeout: c.RequestTimeout,
+			AllowInsecureEndpoint: c.InsecureEndpoint, SignatureAlgorithm: c.SignatureAlgorithm,
+			MaxConns: c.Concurrency, UserAgent: "reconcile/" + Version}
+		lo.Credentials = live.StaticCredentials("placeholder", "", "") // checked below
+		if err := lo.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", config.ErrUsage, err)
+		}
+		creds = env.Credentials
+		if creds == nil {
+			var err error
+			if creds, err = live.DefaultChain(); err != nil {
+				return err
+			}
+		}
+		cred, err := creds.Get(ctx)
+		if err != nil {
+			return fmt.Errorf("reading credentials: %w", err)
+		}
+		env.Redactor.Add(live.SecretsOf(cred)...)
+		lo.Credentials = creds
+		if client, err = live.New(ctx, lo); err != nil {
+			return fmt.Errorf("%w: %w", config.ErrUsage, err)
+		}
+		defer client.Close()
+	}
+
+	pool, err := Connect(ctx, c.DatabaseURL, int32(max(4, min(c.Concurrency/4, 16))))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := db.CheckSchema(ctx, pool); err != nil {
+		if errors.Is(err, db.ErrSchemaAhead) {
+			log.Warn("the schema is newer than this program; continuing", "error", err)
+		} else if errors.Is(err, db.ErrSchemaMissing) || errors.Is(err, db.ErrSchemaBehind) {
+			return fmt.Errorf("%w: %w", ErrSchema, err)
+		} else {
+			return err
+		}
+	}
+	lock, err := db.AcquireRunLock(ctx, pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+	if n, err := db.AbandonRunning(ctx, pool); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("marked runs left running by a dead process as failed", "runs", n)
+	}
+
+	host, _ := os.Hostname()
+	status := db.RunRunning
+	if c.DryRun {
+		status = db.RunDryRun
+	}
+	runID, err := db.BeginRun(ctx, pool, db.RunStart{Status: status, Rate: c.Rate, Concurrency: c.Concurrency,
+		HostName: host, Version: Version})
+	if err != nil {
+		return err
+	}
+	log = log.With("run_id", runID)
+	total, err := db.CountPending(ctx, pool)
+	if err != nil {
+		return err
+	}
+	invalidUnchanged, err := db.CountInvalidUnchanged(ctx, pool)
+	if err != nil {
+		return err
+	}
+	st := &store{pool: pool, deadline: c.DBRetryDeadline, redactor: env.Redactor,
+		onRetry: func(op string, err error) { log.Warn("database call failed; retrying", "op", op, "error", err) }}
+
+	if c.DryRun {
+		return dryRun(ctx, c, env, log, pool, st, runID, total, invalidUnchanged)
+	}
+
+	log.Info("run started", "pending", total, "invalid_unchanged", invalidUnchanged)
+	sum, runErr := apply.Run(ctx, apply.Options{
+		RunID: runID, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
+		BreakerThreshold: c.BreakerThreshold, Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts,
+		Grace: c.Grace, PageSize: c.PageSize, FlushInterval: c.FlushInterval, FlushSize: c.FlushSize,
+		ProgressInterval: c.ProgressInterval, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
+		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
+	}, st, client)
+
+	// Record the end of the run, even after a signal (its own short deadline).
+	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if invalidUnchanged > 0 {
+		if err := db.AddRunCounts(fin, pool, runID, db.RunCounters{InvalidUnchanged: invalidUnchanged}); err != nil {
+			log.Error("cannot record the invalid_unchanged count", "error", err)
+		}
+	}
+	endStatus, note := db.RunSucceeded, ""
+	switch {
+	case errors.Is(runErr, apply.ErrInterrupted):
+		endStatus, note = db.RunInterrupted, "interrupted by a signal"
+	case runErr != nil:
+		endStatus, note = db.RunFailed, runErr.Error()
+	}
+	if err := db.FinishRun(fin, pool, runID, endStatus, env.Redactor.Scrub(note)); err != nil {
+		log.Error("cannot record the end of the run", "error", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	notDone := sum.Counts[model.OutcomeInvalid] + sum.Counts[model.OutcomeFailed] + invalidUnchanged
+	log.Info("summary", "status", endStatus,
+		"applied", sum.Counts[model.OutcomeApplied], "already_exists", sum.Counts[model.OutcomeAlreadyExists],
+		"updated", sum.Counts[model.OutcomeUpdated], "invalid", sum.Counts[model.OutcomeInvalid],
+		"failed", sum.Counts[model.OutcomeFailed], "invalid_unchanged", invalidUnchanged,
+		"unfinished", sum.Unfinished, "requests", sum.Requests, "throttled", sum.Throttled,
+		"retries", sum.Retries, "breaker_trips", sum.BreakerTrips,
+		"elapsed", sum.Elapsed.Round(time.Millisecond).String(), "error", errString(runErr))
+	if runErr != nil {
+		return runErr
+	}
+	if notDone > 0 {
+		return fmt.Errorf("%w: %d invalid, %d failed, %d invalid and unchanged since an earlier run", ErrNotDone,
+			sum.Counts[model.OutcomeInvalid], sum.Counts[model.OutcomeFailed], invalidUnchanged)
+	}
+	return nil
+}
+
+func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *pgxpool.Pool, st *store,
+	runID, total, invalidUnchanged int64) error {
+	log.Info("dry run: nothing will be called", "pending", total, "invalid_unchanged", invalidUnchanged)
+	sum, err := apply.DryRun(ctx, st, c.PageSize, env.Stdout)
+	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	note := fmt.Sprintf("would add %d, update %d; %d invalid; %d invalid and unchanged", sum.Add, sum.Update, sum.Invalid, invalidUnchanged)
+	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note); ferr != nil && err == nil {
+		err = ferr
+	}
+	log.Info("dry run summary", "add", sum.Add, "update", sum.Update, "invalid", sum.Invalid,
+		"invalid_unchanged", invalidUnchanged, "error", errString(err))
+	if err != nil {
+		return err
+	}
+	if sum.Add+sum.Update+sum.Invalid+invalidUnchanged > 0 {
+		return fmt.Errorf("%w: dry run: %s", ErrNotDone, note)
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// configAttrs is the effective configuration for the start line. It holds
+// no secret: the database URL's password is removed.
+func configAttrs(c config.Run) slog.Value {
+	return slog.GroupValue(
+		slog.String("database", safeDatabaseURL(c.DatabaseURL)),
+		slog.String("endpoint", c.Endpoint), slog.String("region", c.Region),
+		slog.Float64("rate", c.Rate), slog.Bool("adaptive_rate", c.AdaptiveRate),
+		slog.Int("concurrency", c.Concurrency), slog.Int("max_attempts", c.MaxAttempts),
+		slog.Duration("request_timeout", c.RequestTimeout), slog.Duration("grace", c.Grace),
+		slog.Bool("dry_run", c.DryRun), slog.Bool("insecure_endpoint", c.InsecureEndpoint),
+		slog.String("signature_algorithm", c.SignatureAlgorithm), slog.Int("page_size", c.PageSize),
+		slog.Duration("flush_interval", c.FlushInterval), slog.Int("flush_size", c.FlushSize),
+		slog.Float64("breaker_threshold", c.BreakerThreshold),
+	)
+}
+
+// safeDatabaseURL returns the connection target without its password.
+func safeDatabaseURL(s string) string {
+	cc, err := pgx.ParseConfig(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database)
+}

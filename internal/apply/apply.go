@@ -1,0 +1,128 @@
+// Package apply runs one reconciliation pass: it pages through pending rows,
+// validates them, sends the valid ones through one shared Gate and a bounded
+// worker pool, classifies every answer, retries what is retryable, and hands
+// outcomes to a buffer that writes them in batches. It knows the database and
+// the API only through the Store and API interfaces.
+package apply
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/reconcile/reconcile/internal/live"
+	"github.com/reconcile/reconcile/internal/model"
+)
+
+// Sentinel errors returned by Run; callers branch on them with errors.Is.
+var (
+	// ErrCredentials: the API refused the credentials, signature or
+	// permission; dispatching stopped at once.
+	ErrCredentials = errors.New("credentials refused by the API")
+	// ErrInterrupted: the run's context was cancelled (SIGTERM/SIGINT).
+	ErrInterrupted = errors.New("interrupted")
+	// ErrLockLost: the run lock's connection was lost; dispatching stopped.
+	ErrLockLost = errors.New("run lock lost")
+	// ErrStore: outcomes could not be written (or pending rows read) within
+	// the retry deadline; dispatching stopped.
+	ErrStore = errors.New("database unavailable")
+)
+
+// Counters are request counts accumulated since the previous write.
+type Counters struct {
+	Requests  int64
+	Throttled int64
+	Retries   int64
+}
+
+// Store is what a run needs from the database.
+type Store interface {
+	// PendingPage returns up to limit pending rows with domain_name > after,
+	// in domain_name order.
+	PendingPage(ctx context.Context, after string, limit int) ([]model.Row, error)
+	// WriteOutcomes writes rs and adds c to the run's counters, atomically
+	// and idempotently (an outcome already written for the run is skipped).
+	WriteOutcomes(ctx context.Context, runID int64, rs []model.Result, c Counters) error
+}
+
+// API is what a run needs from the Live API. Implementations must be safe
+// for concurrent use, and must return errors that live.Classify understands.
+type API interface {
+	Add(ctx context.Context, r live.Request) (live.Answer, error)
+	Update(ctx context.Context, r live.Request) (live.Answer, error)
+}
+
+// Options configure Run. Zero values are not defaults: build them from
+// config.Run.
+type Options struct {
+	RunID            int64
+	Region           string // RegionId for rows without one
+	Rate             float64
+	Adaptive         bool
+	BreakerThreshold float64
+	Concurrency      int
+	MaxAttempts      int
+	Grace            time.Duration
+	PageSize         int
+	FlushInterval    time.Duration
+	FlushSize        int
+	ProgressInterval time.Duration
+	BackoffBase      time.Duration
+	BackoffMax       time.Duration
+	// Seed seeds the backoff jitter.
+	Seed uint64
+	// Total is the number of pending rows at start, for progress and ETA.
+	Total int64
+	// Stop, when closed, stops dispatching with ErrLockLost.
+	Stop <-chan struct{}
+	// Logger receives progress and per-row warnings.
+	Logger *slog.Logger
+	// Progress, when set, is called every ProgressInterval instead of the
+	// progress log line (a terminal progress bar).
+	Progress func(Progress)
+	// Now and Sleep are the clock; nil means the real one.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Progress is a snapshot of a running pass.
+type Progress struct {
+	Done, Total int64
+	Requests    int64
+	Rate        float64 // requests per second over the last interval
+	ETA         time.Duration
+	CurrentRate float64 // the gate's rate (lower than --rate after throttling)
+}
+
+// Summary is what a pass did.
+type Summary struct {
+	Counts    map[model.Outcome]int64
+	Requests  int64
+	Throttled int64
+	Retries   int64
+	// BreakerTrips counts circuit-breaker pauses.
+	BreakerTrips int
+	// Unfinished counts rows that were read but got no outcome (stopped).
+	Unfinished int64
+	Elapsed    time.Duration
+}
+
+// Done returns the number of rows that ended done.
+func (s Summary) Done() int64 {
+	return s.Counts[model.OutcomeApplied] + s.Counts[model.OutcomeAlreadyExists] + s.Counts[model.OutcomeUpdated]
+}
+
+func realSleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

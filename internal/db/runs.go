@@ -1,0 +1,190 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Run statuses (reconcile_runs.status).
+const (
+	RunRunning     = "running"
+	RunSucceeded   = "succeeded"
+	RunFailed      = "failed"
+	RunInterrupted = "interrupted"
+	RunDryRun      = "dry_run"
+)
+
+// AbandonedNote is the note AbandonRunning writes on runs left running by a
+// process that ended without finishing them.
+const AbandonedNote = "abandoned: the process ended without finishing"
+
+// RunStart is what BeginRun records about a run.
+type RunStart struct {
+	Status      string // RunRunning or RunDryRun
+	Rate        float64
+	Concurrency int
+	HostName    string
+	Version     string // program version
+}
+
+// RunCounters are increments of a run's counters (reconcile_runs). Zero
+// fields add nothing.
+type RunCounters struct {
+	Applied          int64
+	AlreadyExists    int64
+	Updated          int64
+	Invalid          int64
+	Failed           int64
+	InvalidUnchanged int64 // rows invalid before with unchanged values: counted, not re-sent
+	Requests         int64 // API requests sent, retries included
+	Throttled        int64 // requests answered with a throttling error
+}
+
+// RunRow is one reconcile_runs row.
+type RunRow struct {
+	ID          int64
+	StartedAt   time.Time
+	FinishedAt  time.Time // zero while the run has not finished
+	Status      string
+	Counts      RunCounters
+	Rate        float64
+	Concurrency int
+	HostName    string
+	Version     string
+	Note        string // empty when NULL
+}
+
+const runColumns = `id, started_at, finished_at, status, applied, already_exists, updated, invalid, failed,
+	invalid_unchanged, requests, throttled, rate, concurrency, host_name, program_version, coalesce(note, '')`
+
+const (
+	sqlAbandonRunning = `UPDATE reconcile_runs SET status = 'failed', finished_at = now(), note = $1
+WHERE status = 'running'`
+
+	sqlBeginRun = `INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version)
+VALUES ($1, $2, $3, $4, $5) RETURNING id`
+
+	sqlFinishRun = `UPDATE reconcile_runs SET status = $2, note = NULLIF($3, ''), finished_at = now()
+WHERE id = $1 AND finished_at IS NULL`
+
+	sqlRunExists = `SELECT EXISTS (SELECT FROM reconcile_runs WHERE id = $1)`
+
+	sqlAddRunCounts = `UPDATE reconcile_runs SET
+	applied = applied + $2, already_exists = already_exists + $3, updated = updated + $4,
+	invalid = invalid + $5, failed = failed + $6, invalid_unchanged = invalid_unchanged + $7,
+	requests = requests + $8, throttled = throttled + $9
+WHERE id = $1`
+
+	sqlRun       = `SELECT ` + runColumns + ` FROM reconcile_runs WHERE id = $1`
+	sqlLatestRun = `SELECT ` + runColumns + ` FROM reconcile_runs ORDER BY id DESC LIMIT 1`
+)
+
+// AbandonRunning marks every run still 'running' as 'failed', with
+// finished_at = now() and note AbandonedNote, and returns how many it
+// marked. Call it only while holding the run lock: then no live process owns
+// a running run. One statement.
+func AbandonRunning(ctx context.Context, q Querier) (int64, error) {
+	tag, err := q.Exec(ctx, sqlAbandonRunning, AbandonedNote)
+	if err != nil {
+		return 0, fmt.Errorf("db: mark abandoned runs: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// BeginRun inserts a run row with started_at = now() and zero counters and
+// returns its id. s.Status must be RunRunning or RunDryRun (else an error
+// wrapping ErrInvalidArgument, nothing written). One statement.
+func BeginRun(ctx context.Context, q Querier, s RunStart) (int64, error) {
+	if s.Status != RunRunning && s.Status != RunDryRun {
+		return 0, fmt.Errorf("db: begin run: status %q is not %q or %q: %w", s.Status, RunRunning, RunDryRun, ErrInvalidArgument)
+	}
+	var id int64
+	if err := q.QueryRow(ctx, sqlBeginRun, s.Status, s.Rate, s.Concurrency, s.HostName, s.Version).Scan(&id); err != nil {
+		return 0, fmt.Errorf("db: begin run: %w", err)
+	}
+	return id, nil
+}
+
+// FinishRun sets the run's final status, note (NULL when empty) and
+// finished_at = now(). It changes only an unfinished run: for a run that
+// already has finished_at it returns an error wrapping ErrRunFinished (for
+// example when, after losing the lock, another process marked it abandoned),
+// and ErrRunNotFound for an unknown id. status must be one of the Run*
+// constants other than RunRunning.
+func FinishRun(ctx context.Context, q Querier, id int64, status, note string) error {
+	switch status {
+	case RunSucceeded, RunFailed, RunInterrupted, RunDryRun:
+	default:
+		return fmt.Errorf("db: finish run %d: status %q: %w", id, status, ErrInvalidArgument)
+	}
+	tag, err := q.Exec(ctx, sqlFinishRun, id, status, note)
+	if err != nil {
+		return fmt.Errorf("db: finish run %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var exists bool
+	if err := q.QueryRow(ctx, sqlRunExists, id).Scan(&exists); err != nil {
+		return fmt.Errorf("db: finish run %d: %w", id, err)
+	}
+	if exists {
+		return fmt.Errorf("db: finish run %d: %w", id, ErrRunFinished)
+	}
+	return fmt.Errorf("db: finish run %d: %w", id, ErrRunNotFound)
+}
+
+// AddRunCounts adds c to the run's counters in one statement (atomic with
+// respect to concurrent increments). ErrRunNotFound for an unknown id.
+func AddRunCounts(ctx context.Context, q Querier, runID int64, c RunCounters) error {
+	tag, err := q.Exec(ctx, sqlAddRunCounts, runID, c.Applied, c.AlreadyExists, c.Updated, c.Invalid,
+		c.Failed, c.InvalidUnchanged, c.Requests, c.Throttled)
+	if err != nil {
+		return fmt.Errorf("db: add run %d counts: %w", runID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("db: add run %d counts: %w", runID, ErrRunNotFound)
+	}
+	return nil
+}
+
+// Run reads one run row; ErrRunNotFound when there is none with id.
+func Run(ctx context.Context, q Querier, id int64) (RunRow, error) {
+	r, err := scanRun(q.QueryRow(ctx, sqlRun, id))
+	if err != nil {
+		return RunRow{}, fmt.Errorf("db: read run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// LatestRun reads the run with the highest id; ErrRunNotFound when the table
+// is empty.
+func LatestRun(ctx context.Context, q Querier) (RunRow, error) {
+	r, err := scanRun(q.QueryRow(ctx, sqlLatestRun))
+	if err != nil {
+		return RunRow{}, fmt.Errorf("db: read latest run: %w", err)
+	}
+	return r, nil
+}
+
+func scanRun(row pgx.Row) (RunRow, error) {
+	var r RunRow
+	var finished *time.Time
+	err := row.Scan(&r.ID, &r.StartedAt, &finished, &r.Status, &r.Counts.Applied, &r.Counts.AlreadyExists,
+		&r.Counts.Updated, &r.Counts.Invalid, &r.Counts.Failed, &r.Counts.InvalidUnchanged, &r.Counts.Requests,
+		&r.Counts.Throttled, &r.Rate, &r.Concurrency, &r.HostName, &r.Version, &r.Note)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RunRow{}, ErrRunNotFound
+	}
+	if err != nil {
+		return RunRow{}, err
+	}
+	if finished != nil {
+		r.FinishedAt = *finished
+	}
+	return r, nil
+}

@@ -1,0 +1,201 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error implements error: "Op: Code (HTTP 400, RequestId X): message".
+// Message was scrubbed when the error was built.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	if e.Code != "" {
+		b.WriteString(e.Code)
+	} else {
+		b.WriteString("(no code)")
+	}
+	b.WriteString(" (HTTP ")
+	b.WriteString(strconv.Itoa(e.HTTPStatus))
+	if e.RequestID != "" {
+		b.WriteString(", RequestId ")
+		b.WriteString(e.RequestID)
+	}
+	if e.RetryAfter > 0 {
+		b.WriteString(", retry after ")
+		b.WriteString(e.RetryAfter.String())
+	}
+	b.WriteString(")")
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// CanceledError reports that the caller's context ended before an answer
+// arrived. Err is that context's Err() (context.Canceled or
+// context.DeadlineExceeded), so errors.Is(err, context.Canceled) works. It is
+// never produced by the Client's own RequestTimeout (that is a
+// *TransportError with Timeout set).
+type CanceledError struct {
+	Op  string
+	Err error
+}
+
+// Error implements error.
+func (e *CanceledError) Error() string { return e.Op + ": canceled by caller: " + e.Err.Error() }
+
+// Unwrap returns the context's error.
+func (e *CanceledError) Unwrap() error { return e.Err }
+
+// credentialCodes are the exact codes that mean "the AccessKey, signature,
+// token or permission was refused"; prefixes in credentialPrefixes.
+var credentialCodes = map[string]bool{
+	"InvalidAccessKeyId":          true,
+	"InvalidAccessKeyId.NotFound": true,
+	"InvalidAccessKeyId.Inactive": true,
+	"SignatureDoesNotMatch":       true,
+	"IncompleteSignature":         true,
+	"InvalidTimeStamp.Expired":    true,
+	"InvalidSecurityToken":        true,
+	"Forbidden":                   true,
+}
+
+var credentialPrefixes = []string{"InvalidAccessKeyId.", "InvalidSecurityToken.", "Forbidden."}
+
+// ClassifyCode classifies an API error code (and, for codes it does not
+// know, the HTTP status) per live-api.md "Errors". Code wins over status.
+func ClassifyCode(code string, status int) Class {
+	switch {
+	case code == "ConfigAlreadyExists":
+		return ClassDuplicate
+	case strings.HasPrefix(code, "Throttling"):
+		return ClassThrottled
+	case code == "ConfigNotFound":
+		return ClassNotFound
+	case credentialCodes[code]:
+		return ClassCredentials
+	case code == "ServiceUnavailable", code == "InternalError", strings.HasPrefix(code, "ServiceUnavailable."), strings.HasPrefix(code, "InternalError."):
+		return ClassTransient
+	case code == "SignatureNonceUsed":
+		// A nonce collision: the retry is re-signed with a fresh nonce.
+		return ClassTransient
+	}
+	for _, p := range credentialPrefixes {
+		if strings.HasPrefix(code, p) {
+			return ClassCredentials
+		}
+	}
+	switch {
+	case status >= 500:
+		return ClassTransient
+	case status == 429:
+		// Not in the docs; a proxy's rate limit. Treat as throttling.
+		return ClassThrottled
+	}
+	return ClassRowError
+}
+
+// Classify tells the caller what to do with an error from this package.
+//
+//   - nil → ClassOK
+//   - *CanceledError (or a bare context.Canceled / DeadlineExceeded) →
+//     ClassCanceled: the caller's ctx ended; stop, this is not the row's fault
+//   - *APIError → by Code (ClassifyCode)
+//   - *TransportError → ClassTransient (ClassThrottled when an unreadable
+//     answer had HTTP 429)
+//   - ErrNoCredentials → ClassCredentials
+//   - anything else → ClassRowError
+func Classify(err error) Class {
+	if err == nil {
+		return ClassOK
+	}
+	var ce *CanceledError
+	var ae *APIError
+	var te *TransportError
+	switch {
+	case errors.As(err, &ce):
+		return ClassCanceled
+	case errors.As(err, &ae):
+		return ClassifyCode(ae.Code, ae.HTTPStatus)
+	case errors.As(err, &te):
+		if te.AnswerStatus == 429 {
+			return ClassThrottled
+		}
+		return ClassTransient
+	case errors.Is(err, ErrNoCredentials):
+		return ClassCredentials
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ClassCanceled
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return ClassTransient
+	}
+	return ClassRowError
+}
+
+// Redacted replaces secrets in scrubbed text.
+const redacted = "[REDACTED]"
+
+var (
+	// A URL with a query: keep scheme://host/path, drop "?…".
+	urlQueryRE = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^\s"'<>?#]*)\?[^\s"'<>]*`)
+	// Secret-bearing parameters wherever they appear (a bare query, a form
+	// body, a log line), quoted or not.
+	secretParamRE = regexp.MustCompile(`(?i)((?:NotifyAuthKey|AccessKeySecret|SecurityToken|BearerToken|Signature|x-acs-security-token|Authorization)["']?\s*[=:]\s*["']?)[^&\s"'<>,}]*`)
+)
+
+// Scrub removes secrets from msg before it may leave the package (errors,
+// logs): URL queries are stripped, secret-bearing parameters
+// (NotifyAuthKey=…, SecurityToken=…, Signature=…, AccessKeySecret=…) are
+// blanked, and every given secret, raw or URL/percent-encoded, is replaced by
+// "[REDACTED]". Empty secrets are ignored.
+func Scrub(msg string, secrets ...string) string {
+	msg = urlQueryRE.ReplaceAllString(msg, "$1")
+	msg = secretParamRE.ReplaceAllString(msg, "${1}"+redacted)
+	var variants []string
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		q := url.QueryEscape(s)
+		variants = append(variants, s, q, url.PathEscape(s), strings.ReplaceAll(q, "+", "%20"),
+			strings.ReplaceAll(strings.ReplaceAll(q, "+", "%20"), "*", "%2A"))
+		if j := strconv.Quote(s); len(j) > 2 {
+			variants = append(variants, j[1:len(j)-1])
+		}
+	}
+	// Longest first, so a secret containing another is replaced whole.
+	sort.Slice(variants, func(i, j int) bool { return len(variants[i]) > len(variants[j]) })
+	for _, v := range variants {
+		if v != "" && v != redacted {
+			msg = strings.ReplaceAll(msg, v, redacted)
+		}
+	}
+	return msg
+}
+
+// retryAfterHeader parses x-acs-retry-after. Its unit is UNVERIFIED for
+// Live; newer Darabonba SDKs treat it as milliseconds, which is what we do.
+// Non-positive or unparsable values mean "no hint".
+func retryAfterHeader(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Millisecond
+}

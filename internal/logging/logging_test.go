@@ -1,0 +1,49 @@
+package logging
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/reconcile/reconcile/internal/model"
+)
+
+func TestScrub(t *testing.T) {
+	r := NewRedactor()
+	r.Add("AKSECRET/with+symbols==", "aaaaBBBB1111cccc", "sixteencharsKEY1extra")
+	tests := []struct{ in, want string }{
+		{"nothing here", "nothing here"},
+		{"secret AKSECRET/with+symbols== end", "secret [REDACTED] end"},
+		{"Post \"https://h/?NotifyAuthKey=aaaaBBBB1111cccc&x=1\"", "Post \"https://h/?NotifyAuthKey=[REDACTED]&x=1\""},
+		{"glued:XYaaaaBBBB1111ccccZ", "glued:XY[REDACTED]Z"},
+		{"twice aaaaBBBB1111cccc aaaaBBBB1111cccc", "twice [REDACTED] [REDACTED]"},
+		{"longer key sixteencharsKEY1extra wins", "longer key [REDACTED] wins"},
+		{"aaaaBBBB1111ccc short", "aaaaBBBB1111ccc short"},
+	}
+	for _, tt := range tests {
+		if got := r.Scrub(tt.in); got != tt.want {
+			t.Errorf("Scrub(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestLoggerRedacts(t *testing.T) {
+	r := NewRedactor()
+	r.Add("topSecretValue42", "STS.tokenvalue/xyz")
+	for _, format := range []string{"json", "text"} {
+		var buf bytes.Buffer
+		log := New(&buf, Options{Format: format, Level: "debug", Redactor: r})
+		log.Info("msg topSecretValue42", "err", errors.New("wrapped STS.tokenvalue/xyz"),
+			"key", model.Secret("anotherKey123456"), "s", "x topSecretValue42 y")
+		out := buf.String()
+		for _, s := range []string{"topSecretValue42", "STS.tokenvalue/xyz", "anotherKey123456"} {
+			if strings.Contains(out, s) {
+				t.Errorf("%s log %q contains %q", format, out, s)
+			}
+		}
+		if !strings.Contains(out, model.Redacted) {
+			t.Errorf("%s log %q has no redaction marker", format, out)
+		}
+	}
+}

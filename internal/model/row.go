@@ -1,0 +1,28 @@
+// Package model holds the plain types that the database, the API client and
+// the apply engine exchange: desired rows, outcomes and secrets. It has no
+// dependencies and no behaviour beyond formatting.
+package model
+
+import "time"
+
+// Row is one desired snapshot-callback config, as read for a run.
+type Row struct {
+	// Domain is desired_snapshot_callbacks.domain_name.
+	Domain string
+	// NotifyURL is the callback URL.
+	NotifyURL string
+	// ReqAuth is notify_req_auth (sent as NotifyReqAuth=yes/no).
+	ReqAuth bool
+	// AuthKey is notify_auth_key; empty when NULL.
+	AuthKey Secret
+	// Region is region_id; empty when NULL (the run's --region applies).
+	Region string
+	// Fingerprint identifies the desired values (computed in SQL by
+	// reconcile_fingerprint; never contains the auth key itself).
+	Fingerprint string
+	// Applied is true when an earlier run succeeded for this domain with other
+	// values, so the run must send Update rather than Add.
+	Applied bool
+	// UpdatedAt is desired_snapshot_callbacks.updated_at.
+	UpdatedAt time.Time
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command. Tests need a Postgres: TEST_DATABASE_URL (an admin
+# connection string); when it is unset this script brings up the local one
+# (scripts/pg-up.sh), and failing that the tests start a throwaway cluster
+# from local Postgres binaries, or skip with the reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  TEST_DATABASE_URL=$(bash scripts/pg-up.sh) || TEST_DATABASE_URL=""
+  export TEST_DATABASE_URL
+fi
+exec go test -race -count=1 -timeout 30m ./... "$@"
