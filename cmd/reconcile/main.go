@@ -23,6 +23,7 @@ const usage = `usage: reconcile <command> [flags]
 commands:
   migrate    apply the embedded schema migrations (safe to repeat, safe in parallel)
   run        one reconciliation pass over the pending desired rows (--dry-run: call nothing)
+  verify     describe every desired domain; record in_sync, drifted or missing; change nothing
   simulate   serve a simulator of the Live API (for tests, demos, benchmarks)
   demo       migrate a demo database, load sample rows, run against the simulator, print the outcomes
   version    print the program version
@@ -72,6 +73,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			env.Logger = logging.New(stderr, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
 			err = app.Run(ctx, c, env)
+		}
+	case "verify":
+		var c config.Run
+		config.RunFlags(fs, &c)
+		if err = parse(fs, args, stderr, "usage: reconcile verify [flags]\nDescribes every desired domain and records in_sync, drifted or missing; changes nothing."); err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			env.Logger = logging.New(stderr, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
+			err = app.Verify(ctx, c, env)
 		}
 	case "simulate":
 		err = simulate(ctx, fs, args, env)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,34 +95,62 @@ func redactURL(error) string {
 // some are invalid or failed, and otherwise an error wrapping one of the
 // sentinels of ExitCode.
 func Run(ctx context.Context, c config.Run, env Env) error {
+	return pass(ctx, c, env, apply.ModeApply)
+}
+
+// Verify performs `reconcile verify`: it describes every desired domain
+// (through the same rate limit) and records in_sync, drifted or missing,
+// changing nothing in the cloud. It returns nil when every domain is in
+// sync, ErrNotDone otherwise.
+func Verify(ctx context.Context, c config.Run, env Env) error {
+	c.DryRun = false
+	return pass(ctx, c, env, apply.ModeVerify)
+}
+
+// newClient builds the API client and registers the credentials' secrets
+// with the redactor.
+func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error) {
+	lo := live.Options{Endpoint: c.Endpoint, Region: c.Region, RequestTimeout: c.RequestTimeout,
+		AllowInsecureEndpoint: c.InsecureEndpoint, SignatureAlgorithm: c.SignatureAlgorithm,
+		MaxConns: c.Concurrency, UserAgent: "reconcile/" + Version}
+	lo.Credentials = live.StaticCredentials("placeholder", "", "") // the real ones are checked below
+	if err := lo.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", config.ErrUsage, err)
+	}
+	creds := env.Credentials
+	if creds == nil {
+		var err error
+		if creds, err = live.DefaultChain(); err != nil {
+			return nil, err
+		}
+	}
+	cred, err := creds.Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading credentials: %w", err)
+	}
+	env.Redactor.Add(live.SecretsOf(cred)...)
+	lo.Credentials = creds
+	client, err := live.New(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", config.ErrUsage, err)
+	}
+	return client, nil
+}
+
+func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	log := env.Logger
-	log.Info("starting", "command", "run", "version", Version, "config", configAttrs(c))
+	command := "run"
+	kind := db.RunKindRun
+	if mode == apply.ModeVerify {
+		command, kind = "verify", db.RunKindVerify
+	}
+	log.Info("starting", "command", command, "version", Version, "config", configAttrs(c))
 
 	var client *live.Client
-	var creds live.Credentials
 	if !c.DryRun {
-		lo := live.Options{Endpoint: c.Endpoint, Region: c.Region, RequestTimeout: c.RequestTimeout,
-			AllowInsecureEndpoint: c.InsecureEndpoint, SignatureAlgorithm: c.SignatureAlgorithm,
-			MaxConns: c.Concurrency, UserAgent: "reconcile/" + Version}
-		lo.Credentials = live.StaticCredentials("placeholder", "", "") // checked below
-		if err := lo.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", config.ErrUsage, err)
-		}
-		creds = env.Credentials
-		if creds == nil {
-			var err error
-			if creds, err = live.DefaultChain(); err != nil {
-				return err
-			}
-		}
-		cred, err := creds.Get(ctx)
-		if err != nil {
-			return fmt.Errorf("reading credentials: %w", err)
-		}
-		env.Redactor.Add(live.SecretsOf(cred)...)
-		lo.Credentials = creds
-		if client, err = live.New(ctx, lo); err != nil {
-			return fmt.Errorf("%w: %w", config.ErrUsage, err)
+		var err error
+		if client, err = newClient(ctx, c, env); err != nil {
+			return err
 		}
 		defer client.Close()
 	}
@@ -157,16 +186,17 @@ func Run(ctx context.Context, c config.Run, env Env) error {
 		status = db.RunDryRun
 	}
 	runID, err := db.BeginRun(ctx, pool, db.RunStart{Status: status, Rate: c.Rate, Concurrency: c.Concurrency,
-		HostName: host, Version: Version})
+		HostName: host, Version: Version, Kind: kind})
 	if err != nil {
 		return err
 	}
 	log = log.With("run_id", runID)
-	total, err := db.CountPending(ctx, pool)
-	if err != nil {
-		return err
+	var total, invalidUnchanged int64
+	if mode == apply.ModeVerify {
+		err = pool.QueryRow(ctx, "SELECT count(*) FROM desired_snapshot_callbacks").Scan(&total)
+	} else if total, err = db.CountPending(ctx, pool); err == nil {
+		invalidUnchanged, err = db.CountInvalidUnchanged(ctx, pool)
 	}
-	invalidUnchanged, err := db.CountInvalidUnchanged(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -177,9 +207,10 @@ func Run(ctx context.Context, c config.Run, env Env) error {
 		return dryRun(ctx, c, env, log, pool, st, runID, total, invalidUnchanged)
 	}
 
-	log.Info("run started", "pending", total, "invalid_unchanged", invalidUnchanged)
+	log.Info(command+" started", "rows", total, "invalid_unchanged", invalidUnchanged)
 	sum, runErr := apply.Run(ctx, apply.Options{
-		RunID: runID, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
+		RunID: runID, Mode: mode, VerifyExisting: c.VerifyExisting, FixDrift: !c.NoFixDrift,
+		Prune: c.Prune, PruneMax: c.PruneMax, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
 		BreakerThreshold: c.BreakerThreshold, Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts,
 		Grace: c.Grace, PageSize: c.PageSize, FlushInterval: c.FlushInterval, FlushSize: c.FlushSize,
 		ProgressInterval: c.ProgressInterval, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
@@ -198,6 +229,8 @@ func Run(ctx context.Context, c config.Run, env Env) error {
 	switch {
 	case errors.Is(runErr, apply.ErrInterrupted):
 		endStatus, note = db.RunInterrupted, "interrupted by a signal"
+	case errors.Is(runErr, apply.ErrPruneLimit):
+		note = runErr.Error() // the pass itself completed
 	case runErr != nil:
 		endStatus, note = db.RunFailed, runErr.Error()
 	}
@@ -207,40 +240,74 @@ func Run(ctx context.Context, c config.Run, env Env) error {
 			runErr = err
 		}
 	}
-	notDone := sum.Counts[model.OutcomeInvalid] + sum.Counts[model.OutcomeFailed] + invalidUnchanged
-	log.Info("summary", "status", endStatus,
-		"applied", sum.Counts[model.OutcomeApplied], "already_exists", sum.Counts[model.OutcomeAlreadyExists],
-		"updated", sum.Counts[model.OutcomeUpdated], "invalid", sum.Counts[model.OutcomeInvalid],
-		"failed", sum.Counts[model.OutcomeFailed], "invalid_unchanged", invalidUnchanged,
-		"unfinished", sum.Unfinished, "requests", sum.Requests, "throttled", sum.Throttled,
-		"retries", sum.Retries, "breaker_trips", sum.BreakerTrips,
-		"elapsed", sum.Elapsed.Round(time.Millisecond).String(), "error", errString(runErr))
+	counts := make([]any, 0, 2*len(sum.Counts)+20)
+	counts = append(counts, "status", endStatus)
+	for _, o := range outcomeOrder {
+		if n, ok := sum.Counts[o]; ok || o.Done() || o == model.OutcomeInvalid || o == model.OutcomeFailed {
+			counts = append(counts, string(o), n)
+		}
+	}
+	counts = append(counts, "invalid_unchanged", invalidUnchanged, "unfinished", sum.Unfinished,
+		"requests", sum.Requests, "throttled", sum.Throttled, "retries", sum.Retries,
+		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
+		"error", errString(runErr))
+	log.Info("summary", counts...)
 	if runErr != nil {
 		return runErr
 	}
+	notDone := invalidUnchanged
+	for o, n := range sum.Counts {
+		if !o.Done() && o != model.OutcomeDeleted {
+			notDone += n
+		}
+	}
 	if notDone > 0 {
-		return fmt.Errorf("%w: %d invalid, %d failed, %d invalid and unchanged since an earlier run", ErrNotDone,
-			sum.Counts[model.OutcomeInvalid], sum.Counts[model.OutcomeFailed], invalidUnchanged)
+		return fmt.Errorf("%w: %s", ErrNotDone, notDoneText(sum.Counts, invalidUnchanged))
 	}
 	return nil
+}
+
+// outcomeOrder is the order of outcomes in summaries.
+var outcomeOrder = []model.Outcome{model.OutcomeApplied, model.OutcomeAlreadyExists, model.OutcomeUpdated,
+	model.OutcomeInSync, model.OutcomeInvalid, model.OutcomeFailed, model.OutcomeDrifted, model.OutcomeMissing,
+	model.OutcomeDeleted}
+
+func notDoneText(counts map[model.Outcome]int64, invalidUnchanged int64) string {
+	var parts []string
+	for _, o := range outcomeOrder {
+		if n := counts[o]; n > 0 && !o.Done() && o != model.OutcomeDeleted {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	if invalidUnchanged > 0 {
+		parts = append(parts, fmt.Sprintf("%d invalid and unchanged since an earlier run", invalidUnchanged))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *pgxpool.Pool, st *store,
 	runID, total, invalidUnchanged int64) error {
 	log.Info("dry run: nothing will be called", "pending", total, "invalid_unchanged", invalidUnchanged)
 	sum, err := apply.DryRun(ctx, st, c.PageSize, env.Stdout)
+	var prune int64
+	if err == nil && c.Prune {
+		prune, err = apply.DryRunPrune(ctx, st, c.PageSize, c.PruneMax, env.Stdout)
+	}
 	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	note := fmt.Sprintf("would add %d, update %d; %d invalid; %d invalid and unchanged", sum.Add, sum.Update, sum.Invalid, invalidUnchanged)
+	if c.Prune {
+		note += fmt.Sprintf("; %d to prune (--prune-max %d)", prune, c.PruneMax)
+	}
 	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note); ferr != nil && err == nil {
 		err = ferr
 	}
 	log.Info("dry run summary", "add", sum.Add, "update", sum.Update, "invalid", sum.Invalid,
-		"invalid_unchanged", invalidUnchanged, "error", errString(err))
+		"invalid_unchanged", invalidUnchanged, "prune", prune, "error", errString(err))
 	if err != nil {
 		return err
 	}
-	if sum.Add+sum.Update+sum.Invalid+invalidUnchanged > 0 {
+	if sum.Add+sum.Update+sum.Invalid+invalidUnchanged+prune > 0 {
 		return fmt.Errorf("%w: dry run: %s", ErrNotDone, note)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -458,4 +459,8 @@ func TestSchemaMissingExits2(t *testing.T) {
 	if len(h.sim.Log()) != 0 {
 		t.Fatal("requests sent without a schema")
 	}
+}
+
+func nopLogger(h *harness) *slog.Logger {
+	return logging.New(h.log, logging.Options{Format: "json", Level: "debug", Redactor: h.red})
 }

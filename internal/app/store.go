@@ -58,12 +58,48 @@ func (s *store) PendingPage(ctx context.Context, after string, limit int) ([]mod
 		rows, err = db.PendingPage(ctx, s.pool, after, limit)
 		return err
 	})
+	s.register(rows)
+	return rows, err
+}
+
+// DesiredPage implements apply.Store.
+func (s *store) DesiredPage(ctx context.Context, after string, limit int) ([]model.Row, error) {
+	var rows []model.Row
+	err := s.retry(ctx, "read desired rows", func(ctx context.Context) (err error) {
+		rows, err = db.DesiredPage(ctx, s.pool, after, limit)
+		return err
+	})
+	s.register(rows)
+	return rows, err
+}
+
+// PrunePage implements apply.Store.
+func (s *store) PrunePage(ctx context.Context, after string, limit int) ([]model.Row, error) {
+	var rows []model.Row
+	err := s.retry(ctx, "read prune candidates", func(ctx context.Context) (err error) {
+		rows, err = db.PrunePage(ctx, s.pool, after, limit)
+		return err
+	})
+	return rows, err
+}
+
+// CountPrune implements apply.Store.
+func (s *store) CountPrune(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.retry(ctx, "count prune candidates", func(ctx context.Context) (err error) {
+		n, err = db.CountPrune(ctx, s.pool)
+		return err
+	})
+	return n, err
+}
+
+// register tells the redactor every auth key read.
+func (s *store) register(rows []model.Row) {
 	for _, r := range rows {
 		if !r.AuthKey.IsZero() {
 			s.redactor.Add(r.AuthKey.Reveal())
 		}
 	}
-	return rows, err
 }
 
 // WriteOutcomes implements apply.Store. db.WriteOutcomes is idempotent per

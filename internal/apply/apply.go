@@ -27,6 +27,9 @@ var (
 	// ErrStore: outcomes could not be written (or pending rows read) within
 	// the retry deadline; dispatching stopped.
 	ErrStore = errors.New("database unavailable")
+	// ErrPruneLimit: --prune found more candidates than --prune-max; nothing
+	// was deleted.
+	ErrPruneLimit = errors.New("prune refused: more candidates than --prune-max")
 )
 
 // Counters are request counts accumulated since the previous write.
@@ -41,6 +44,13 @@ type Store interface {
 	// PendingPage returns up to limit pending rows with domain_name > after,
 	// in domain_name order.
 	PendingPage(ctx context.Context, after string, limit int) ([]model.Row, error)
+	// DesiredPage is PendingPage over every desired row (verify).
+	DesiredPage(ctx context.Context, after string, limit int) ([]model.Row, error)
+	// PrunePage returns prune candidates: domains the job configured that
+	// are no longer desired (Domain and Fingerprint set).
+	PrunePage(ctx context.Context, after string, limit int) ([]model.Row, error)
+	// CountPrune returns the number of prune candidates.
+	CountPrune(ctx context.Context) (int64, error)
 	// WriteOutcomes writes rs and adds c to the run's counters, atomically
 	// and idempotently (an outcome already written for the run is skipped).
 	WriteOutcomes(ctx context.Context, runID int64, rs []model.Result, c Counters) error
@@ -51,12 +61,38 @@ type Store interface {
 type API interface {
 	Add(ctx context.Context, r live.Request) (live.Answer, error)
 	Update(ctx context.Context, r live.Request) (live.Answer, error)
+	Describe(ctx context.Context, domain, region string) (live.Config, live.Answer, error)
+	Delete(ctx context.Context, domain, region string) (live.Answer, error)
 }
+
+// Mode is what a pass does with each row.
+type Mode int
+
+// Modes of a pass.
+const (
+	// ModeApply sends Add/Update for pending rows (reconcile run).
+	ModeApply Mode = iota
+	// ModeVerify describes every desired row and records in_sync, drifted or
+	// missing without changing anything (reconcile verify).
+	ModeVerify
+)
 
 // Options configure Run. Zero values are not defaults: build them from
 // config.Run.
 type Options struct {
-	RunID            int64
+	RunID int64
+	Mode  Mode
+	// VerifyExisting: on ConfigAlreadyExists, Describe and compare; Update
+	// when the config differs (or record drifted when FixDrift is false).
+	VerifyExisting bool
+	// FixDrift: with VerifyExisting, Update a drifted config. When false,
+	// drifted is recorded, and rows already drifted are described again
+	// instead of updated.
+	FixDrift bool
+	// Prune: after the pass, Delete the configs of domains that are no
+	// longer desired, unless there are more than PruneMax of them.
+	Prune            bool
+	PruneMax         int64
 	Region           string // RegionId for rows without one
 	Rate             float64
 	Adaptive         bool

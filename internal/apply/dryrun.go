@@ -47,3 +47,31 @@ func DryRun(ctx context.Context, store Store, pageSize int, w io.Writer) (DryRun
 		after = rows[len(rows)-1].Domain
 	}
 }
+
+// DryRunPrune lists the prune candidates on w ("delete <domain>") and
+// returns their number; when there are more than pruneMax it says that the
+// run would refuse to delete any.
+func DryRunPrune(ctx context.Context, store Store, pageSize int, pruneMax int64, w io.Writer) (int64, error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	var n int64
+	after := ""
+	for {
+		rows, err := store.PrunePage(ctx, after, pageSize)
+		if err != nil {
+			return n, fmt.Errorf("reading prune candidates: %w", err)
+		}
+		for _, row := range rows {
+			n++
+			fmt.Fprintf(bw, "delete %s\n", row.Domain)
+		}
+		if len(rows) < pageSize {
+			break
+		}
+		after = rows[len(rows)-1].Domain
+	}
+	if n > pruneMax {
+		fmt.Fprintf(bw, "prune refused: %d candidates, --prune-max is %d: a run would delete none\n", n, pruneMax)
+	}
+	return n, ctx.Err()
+}

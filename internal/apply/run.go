@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -123,22 +124,54 @@ func Run(ctx context.Context, o Options, store Store, api API) (Summary, error) 
 	return sum, nil
 }
 
-// produce pages through pending rows and dispatches them; it returns when
-// every dispatched worker has finished.
+// pageFunc reads one keyset page.
+type pageFunc func(ctx context.Context, after string, limit int) ([]model.Row, error)
+
+// produce runs the pass: the rows of the mode, then (ModeApply with Prune)
+// the prune candidates. It returns when every dispatched worker finished.
 func (r *runner) produce() error {
 	p := pool.New().WithMaxGoroutines(r.o.Concurrency)
 	defer p.Wait()
+	if r.o.Mode == ModeVerify {
+		return r.produceFrom(p, r.store.DesiredPage, "desired rows", r.verify, false)
+	}
+	if err := r.produceFrom(p, r.store.PendingPage, "pending rows", r.apply, true); err != nil {
+		return err
+	}
+	if !r.o.Prune || r.dispatch.Err() != nil {
+		return nil
+	}
+	// Deletes start after every pending row has been dispatched; the pool
+	// keeps them under the same concurrency and gate.
+	n, err := r.store.CountPrune(r.dispatch)
+	if err != nil {
+		err = fmt.Errorf("%w: counting prune candidates: %w", ErrStore, err)
+		r.stop(err)
+		return err
+	}
+	if n > r.o.PruneMax {
+		err := fmt.Errorf("%w: %d domains are no longer desired, --prune-max is %d; nothing deleted", ErrPruneLimit, n, r.o.PruneMax)
+		r.log.Error("prune refused", "candidates", n, "prune_max", r.o.PruneMax)
+		return err
+	}
+	r.log.Info("pruning configs of domains no longer desired", "candidates", n)
+	return r.produceFrom(p, r.store.PrunePage, "prune candidates", r.prune, false)
+}
+
+// produceFrom pages through page and hands each row to do on the pool;
+// with validateRows, invalid rows get their outcome without a request.
+func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(model.Row), validateRows bool) error {
 	after := ""
 	for {
 		if r.dispatch.Err() != nil {
 			return nil
 		}
-		rows, err := r.store.PendingPage(r.dispatch, after, r.o.PageSize)
+		rows, err := page(r.dispatch, after, r.o.PageSize)
 		if err != nil {
 			if r.dispatch.Err() != nil {
 				return nil
 			}
-			err = fmt.Errorf("%w: reading pending rows: %w", ErrStore, err)
+			err = fmt.Errorf("%w: reading %s: %w", ErrStore, what, err)
 			r.stop(err)
 			return err
 		}
@@ -147,12 +180,14 @@ func (r *runner) produce() error {
 				return nil
 			}
 			r.nDispatched.Add(1)
-			if err := validate.Row(row); err != nil {
-				r.nFinished.Add(1)
-				r.results <- invalidResult(row, err, r.o.Now())
-				continue
+			if validateRows {
+				if err := validate.Row(row); err != nil {
+					r.nFinished.Add(1)
+					r.results <- invalidResult(row, err, r.o.Now())
+					continue
+				}
 			}
-			p.Go(func() { r.apply(row) })
+			p.Go(func() { do(row) })
 		}
 		if len(rows) < r.o.PageSize {
 			return nil
@@ -171,65 +206,41 @@ func invalidResult(row model.Row, err error, now time.Time) model.Result {
 	return res
 }
 
-// apply sends one row until it has an outcome, runs out of attempts, or the
-// pass stops. It sends its result (if any) to r.results.
-func (r *runner) apply(row model.Row) {
-	req := live.Request{Domain: row.Domain, NotifyURL: row.NotifyURL, ReqAuth: row.ReqAuth,
-		AuthKey: row.AuthKey, Region: row.Region}
-	if req.Region == "" {
-		req.Region = r.o.Region
-	}
-	update := row.Applied
-	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
-	var lastErr error
+// errStopped is returned by call when the pass stopped before the row's
+// outcome was known: the row gets no outcome and stays pending.
+var errStopped = errors.New("stopped")
+
+// call sends one request (f) through the gate, retrying throttled and
+// transient answers with backoff while res.Attempts < MaxAttempts. It
+// returns the last answer, its class and error; errStopped when the pass
+// stopped first (a credentials answer stops the pass too).
+func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answer, error)) (live.Answer, live.Class, error) {
+	var ans live.Answer
+	var err error
+	class := live.ClassTransient
 	for res.Attempts < r.o.MaxAttempts {
 		if res.Attempts > 0 {
 			r.nRetries.Add(1)
 		}
-		if err := r.acquire(); err != nil {
-			return // stopped before sending: the row stays pending
+		if r.acquire() != nil {
+			return ans, live.ClassCanceled, errStopped
 		}
 		res.Attempts++
 		r.nRequests.Add(1)
-		var ans live.Answer
-		var err error
-		if update {
-			ans, err = r.api.Update(r.requests, req)
-		} else {
-			ans, err = r.api.Add(r.requests, req)
-		}
+		ans, err = f(r.requests)
 		now := r.o.Now()
-		class := live.Classify(err)
+		class = live.Classify(err)
 		if pause := r.gate.Answered(now, class == live.ClassTransient); pause > 0 {
 			r.log.Warn("circuit breaker: too many failed answers, pausing dispatch", "pause", pause)
 		}
 		res.RequestID, res.HTTPStatus = ans.RequestID, ans.HTTPStatus
+		var delay time.Duration
 		switch class {
-		case live.ClassOK:
-			res.Outcome = model.OutcomeApplied
-			if update {
-				res.Outcome = model.OutcomeUpdated
-			}
-			r.finish(res, nil)
-			return
-		case live.ClassDuplicate:
-			if !update {
-				res.Outcome = model.OutcomeAlreadyExists
-				r.finish(res, err)
-				return
-			}
-		case live.ClassNotFound:
-			if update {
-				// Update's target is gone (deleted outside the job): Add it.
-				update = false
-				r.log.Info("update target not found, adding instead", "domain", row.Domain)
-				continue
-			}
 		case live.ClassCanceled:
-			return // abandoned after the grace period: outcome unknown, stays pending
+			return ans, class, errStopped // abandoned after the grace period: outcome unknown
 		case live.ClassCredentials:
-			r.stop(fmt.Errorf("%w: %s: %w", ErrCredentials, row.Domain, err))
-			return
+			r.stop(fmt.Errorf("%w: %s: %w", ErrCredentials, res.Domain, err))
+			return ans, class, errStopped
 		case live.ClassThrottled:
 			r.nThrottled.Add(1)
 			var ae *live.APIError
@@ -238,28 +249,209 @@ func (r *runner) apply(row model.Row) {
 				hint = ae.RetryAfter
 			}
 			r.gate.Throttled(now, hint)
-			lastErr = err
-			if res.Attempts < r.o.MaxAttempts && r.wait(now.Add(max(hint, r.backoff.Delay(res.Attempts)))) != nil {
-				return
-			}
-			continue
+			delay = max(hint, r.backoff.Delay(res.Attempts))
 		case live.ClassTransient:
 			if r.requests.Err() != nil {
-				return // abandoned after the grace period: outcome unknown, stays pending
+				return ans, live.ClassCanceled, errStopped
 			}
-			lastErr = err
-			if res.Attempts < r.o.MaxAttempts && r.wait(now.Add(r.backoff.Delay(res.Attempts))) != nil {
-				return
-			}
-			continue
+			delay = r.backoff.Delay(res.Attempts)
+		default:
+			return ans, class, err
 		}
-		// A row error (or an answer that makes no sense for the operation).
+		if res.Attempts < r.o.MaxAttempts && r.wait(now.Add(delay)) != nil {
+			return ans, live.ClassCanceled, errStopped
+		}
+	}
+	return ans, class, err
+}
+
+func (r *runner) request(row model.Row) live.Request {
+	req := live.Request{Domain: row.Domain, NotifyURL: row.NotifyURL, ReqAuth: row.ReqAuth,
+		AuthKey: row.AuthKey, Region: row.Region}
+	if req.Region == "" {
+		req.Region = r.o.Region
+	}
+	return req
+}
+
+// apply brings one pending row to its desired state (ModeApply) and sends
+// its result, unless the pass stopped first.
+func (r *runner) apply(row model.Row) {
+	req := r.request(row)
+	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
+	add := func(ctx context.Context) (live.Answer, error) { return r.api.Add(ctx, req) }
+	update := func(ctx context.Context) (live.Answer, error) { return r.api.Update(ctx, req) }
+
+	if row.Applied && !r.o.FixDrift && r.o.VerifyExisting && row.LastOutcome == model.OutcomeDrifted {
+		// Drift is to be reported, not fixed: look again instead of updating.
+		r.describeAndDecide(row, &res, add, update)
+		return
+	}
+	var err error
+	var class live.Class
+	if row.Applied {
+		_, class, err = r.call(&res, update)
+		if class == live.ClassNotFound {
+			// Update's target is gone (deleted outside the job): Add it.
+			r.log.Info("update target not found, adding instead", "domain", row.Domain)
+			_, class, err = r.call(&res, add)
+		} else if class == live.ClassOK {
+			res.Outcome = model.OutcomeUpdated
+			r.finish(res, nil)
+			return
+		}
+	} else {
+		_, class, err = r.call(&res, add)
+	}
+	switch {
+	case errors.Is(err, errStopped):
+		return
+	case class == live.ClassOK:
+		res.Outcome = model.OutcomeApplied
+		r.finish(res, nil)
+	case class == live.ClassDuplicate && r.o.VerifyExisting:
+		r.describeAndDecide(row, &res, add, update)
+	case class == live.ClassDuplicate:
+		res.Outcome = model.OutcomeAlreadyExists
+		r.finish(res, err)
+	default:
+		res.Outcome = model.OutcomeFailed
+		r.finish(res, err)
+	}
+}
+
+// describeAndDecide describes an existing config and compares it with the
+// row: equal → already_exists (in_sync when it was drifted before); differs
+// → Update (FixDrift) or drifted; absent → Add.
+func (r *runner) describeAndDecide(row model.Row, res *model.Result, add, update func(context.Context) (live.Answer, error)) {
+	cfg, state, err := r.describe(row, res)
+	if errors.Is(err, errStopped) {
+		return
+	}
+	if err != nil {
+		res.Outcome = model.OutcomeFailed
+		r.finish(*res, err)
+		return
+	}
+	var class live.Class
+	switch {
+	case state == model.OutcomeInSync && row.LastOutcome == model.OutcomeDrifted:
+		res.Outcome = model.OutcomeInSync
+		r.finish(*res, nil)
+		return
+	case state == model.OutcomeInSync:
+		res.Outcome, res.ErrorCode = model.OutcomeAlreadyExists, "ConfigAlreadyExists"
+		res.ErrorMessage = "a config already exists and matches the desired values"
+		r.finish(*res, nil)
+		return
+	case state == model.OutcomeMissing:
+		_, class, err = r.call(res, add)
+		if class == live.ClassOK {
+			res.Outcome = model.OutcomeApplied
+			r.finish(*res, nil)
+			return
+		}
+	case !r.o.FixDrift:
+		res.Outcome, res.ErrorCode = model.OutcomeDrifted, "Drifted"
+		res.ErrorMessage = driftMessage(row, cfg)
+		r.finish(*res, nil)
+		return
+	default:
+		r.log.Info("config drifted, updating", "domain", row.Domain, "drift", driftMessage(row, cfg))
+		_, class, err = r.call(res, update)
+		if class == live.ClassOK {
+			res.Outcome = model.OutcomeUpdated
+			r.finish(*res, nil)
+			return
+		}
+	}
+	if errors.Is(err, errStopped) {
+		return
+	}
+	res.Outcome = model.OutcomeFailed
+	r.finish(*res, err)
+}
+
+// describe calls Describe through the gate and classifies the config
+// against row: OutcomeInSync, OutcomeDrifted or OutcomeMissing.
+func (r *runner) describe(row model.Row, res *model.Result) (live.Config, model.Outcome, error) {
+	var cfg live.Config
+	region := row.Region
+	if region == "" {
+		region = r.o.Region
+	}
+	_, class, err := r.call(res, func(ctx context.Context) (live.Answer, error) {
+		c, ans, err := r.api.Describe(ctx, row.Domain, region)
+		cfg = c
+		return ans, err
+	})
+	if err != nil || class != live.ClassOK {
+		return cfg, "", err
+	}
+	switch {
+	case !cfg.Exists:
+		return cfg, model.OutcomeMissing, nil
+	case driftMessage(row, cfg) != "":
+		return cfg, model.OutcomeDrifted, nil
+	}
+	return cfg, model.OutcomeInSync, nil
+}
+
+// driftMessage says how cfg differs from row ("" when it does not). It
+// names fields, never the auth key's value.
+func driftMessage(row model.Row, cfg live.Config) string {
+	if !cfg.Exists {
+		return "no config exists"
+	}
+	var diffs []string
+	if cfg.NotifyURL != row.NotifyURL {
+		diffs = append(diffs, fmt.Sprintf("notify_url is %q, desired %q", cfg.NotifyURL, row.NotifyURL))
+	}
+	if cfg.ReqAuth != row.ReqAuth {
+		diffs = append(diffs, fmt.Sprintf("notify_req_auth is %v, desired %v", cfg.ReqAuth, row.ReqAuth))
+	}
+	if row.ReqAuth && cfg.AuthKey.Reveal() != row.AuthKey.Reveal() {
+		diffs = append(diffs, "notify_auth_key differs")
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// verify describes one desired row and records in_sync, drifted or missing
+// (ModeVerify). Nothing is changed in the cloud.
+func (r *runner) verify(row model.Row) {
+	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
+	cfg, state, err := r.describe(row, &res)
+	switch {
+	case errors.Is(err, errStopped):
+		return
+	case err != nil:
 		res.Outcome = model.OutcomeFailed
 		r.finish(res, err)
 		return
 	}
-	res.Outcome = model.OutcomeFailed
-	r.finish(res, lastErr)
+	res.Outcome = state
+	if state == model.OutcomeDrifted {
+		res.ErrorCode, res.ErrorMessage = "Drifted", driftMessage(row, cfg)
+	}
+	r.finish(res, nil)
+}
+
+// prune deletes the config of a domain that is no longer desired.
+func (r *runner) prune(row model.Row) {
+	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
+	_, class, err := r.call(&res, func(ctx context.Context) (live.Answer, error) {
+		return r.api.Delete(ctx, row.Domain, r.o.Region)
+	})
+	switch {
+	case errors.Is(err, errStopped):
+		return
+	case class == live.ClassOK:
+		res.Outcome = model.OutcomeDeleted
+		r.finish(res, nil)
+	default:
+		res.Outcome = model.OutcomeFailed
+		r.finish(res, err)
+	}
 }
 
 // finish records err's details on res and hands it to the collector.

@@ -50,6 +50,9 @@ const (
 	// DefaultDBRetryDeadline is how long outcome writes are retried while
 	// Postgres is unreachable before the run stops.
 	DefaultDBRetryDeadline = 60 * time.Second
+	// DefaultPruneMax is the most configs --prune deletes in one run; more
+	// candidates than that and it deletes none.
+	DefaultPruneMax = 100
 	// DefaultBreakerThreshold is the share of failed (5xx, reset) requests
 	// among the last BreakerWindow that pauses dispatching.
 	DefaultBreakerThreshold = 0.5
@@ -73,6 +76,13 @@ type Run struct {
 	Grace            time.Duration
 	DryRun           bool
 	InsecureEndpoint bool
+	// VerifyExisting: on ConfigAlreadyExists, Describe and compare.
+	VerifyExisting bool
+	// NoFixDrift: with VerifyExisting, record drifted instead of updating.
+	NoFixDrift bool
+	// Prune deletes the configs of domains no longer desired (at most PruneMax).
+	Prune    bool
+	PruneMax int64
 	// SignatureAlgorithm is "" (the SDK's ACS3-HMAC-SHA256) or "v2" (HMAC-SHA1).
 	SignatureAlgorithm string
 	PageSize           int
@@ -108,7 +118,7 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 		ProgressInterval: DefaultProgressInterval, BackoffBase: DefaultBackoffBase,
 		BackoffMax: DefaultBackoffMax, DBRetryDeadline: DefaultDBRetryDeadline,
 		BreakerThreshold: DefaultBreakerThreshold, AdaptiveRate: true,
-		LogFormat: "auto", LogLevel: "info",
+		LogFormat: "auto", LogLevel: "info", PruneMax: DefaultPruneMax,
 	}
 	DatabaseFlag(fs, &c.DatabaseURL)
 	fs.StringVar(&c.Endpoint, "endpoint", c.Endpoint, "API endpoint: a host name (HTTPS) or a full http(s)://host:port URL")
@@ -121,6 +131,10 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "per-request deadline")
 	fs.DurationVar(&c.Grace, "grace", c.Grace, "after SIGTERM/SIGINT: how long in-flight requests may finish")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "validate and classify pending rows, print what would be called, call nothing")
+	fs.BoolVar(&c.VerifyExisting, "verify-existing", false, "on ConfigAlreadyExists, Describe the config and Update it when it differs")
+	fs.BoolVar(&c.NoFixDrift, "no-fix-drift", false, "with --verify-existing: record drifted instead of updating (implies --verify-existing)")
+	fs.BoolVar(&c.Prune, "prune", false, "delete the configs of domains this job configured that are no longer desired")
+	fs.Int64Var(&c.PruneMax, "prune-max", c.PruneMax, "most configs --prune deletes in one run; with more candidates it deletes none")
 	fs.BoolVar(&c.InsecureEndpoint, "insecure-endpoint", false, "allow a plain http:// endpoint that is not loopback")
 	fs.StringVar(&c.SignatureAlgorithm, "signature-algorithm", "", `request signature: "" (ACS3-HMAC-SHA256) or "v2" (legacy HMAC-SHA1)`)
 	fs.IntVar(&c.PageSize, "page-size", c.PageSize, "pending rows read per keyset page")
@@ -238,6 +252,9 @@ func (c *Run) Validate() error {
 	if c.FlushInterval <= 0 || c.FlushInterval > time.Second {
 		add("--flush-interval must be above 0 and at most 1s (got %v)", c.FlushInterval)
 	}
+	if c.PruneMax < 0 {
+		add("--prune-max must not be negative (got %d)", c.PruneMax)
+	}
 	if c.FlushSize < 1 {
 		add("--flush-size must be at least 1 (got %d)", c.FlushSize)
 	}
@@ -258,6 +275,9 @@ func (c *Run) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrUsage, strings.Join(errs, "; "))
+	}
+	if c.NoFixDrift {
+		c.VerifyExisting = true
 	}
 	return nil
 }

@@ -51,9 +51,11 @@ const sqlWriteOutcomes = `WITH input AS (
     RETURNING id, run_id, domain_name, outcome, fingerprint, error_code, error_message, finished_at
 ), st AS (
     INSERT INTO reconcile_domain_state AS s (domain_name, last_outcome_id, last_run_id, last_outcome,
-        last_fingerprint, last_error_code, last_error_message, last_finished_at, done_fingerprint)
+        last_fingerprint, last_error_code, last_error_message, last_finished_at, done_fingerprint, remote_exists)
     SELECT domain_name, id, run_id, outcome, fingerprint, error_code, error_message, finished_at,
-           CASE WHEN outcome IN ('applied', 'already_exists', 'updated') THEN fingerprint END
+           CASE WHEN outcome IN ('applied', 'already_exists', 'updated', 'in_sync') THEN fingerprint END,
+           CASE WHEN outcome IN ('applied', 'already_exists', 'updated', 'in_sync', 'drifted') THEN true
+                WHEN outcome IN ('missing', 'deleted') THEN false END
     FROM ins
     ON CONFLICT (domain_name) DO UPDATE SET
         last_outcome_id    = excluded.last_outcome_id,
@@ -63,7 +65,9 @@ const sqlWriteOutcomes = `WITH input AS (
         last_error_code    = excluded.last_error_code,
         last_error_message = excluded.last_error_message,
         last_finished_at   = excluded.last_finished_at,
-        done_fingerprint   = coalesce(excluded.done_fingerprint, s.done_fingerprint)
+        done_fingerprint   = CASE WHEN excluded.last_outcome IN ('drifted', 'missing', 'deleted') THEN NULL
+                                  ELSE coalesce(excluded.done_fingerprint, s.done_fingerprint) END,
+        remote_exists      = coalesce(excluded.remote_exists, s.remote_exists)
     WHERE s.last_outcome_id < excluded.last_outcome_id
 ), n AS (
     SELECT count(*) AS total,
@@ -71,7 +75,11 @@ const sqlWriteOutcomes = `WITH input AS (
            count(*) FILTER (WHERE outcome = 'already_exists') AS already_exists,
            count(*) FILTER (WHERE outcome = 'updated')        AS updated,
            count(*) FILTER (WHERE outcome = 'invalid')        AS invalid,
-           count(*) FILTER (WHERE outcome = 'failed')         AS failed
+           count(*) FILTER (WHERE outcome = 'failed')         AS failed,
+           count(*) FILTER (WHERE outcome = 'drifted')        AS drifted,
+           count(*) FILTER (WHERE outcome = 'in_sync')        AS in_sync,
+           count(*) FILTER (WHERE outcome = 'missing')        AS missing,
+           count(*) FILTER (WHERE outcome = 'deleted')        AS deleted
     FROM ins
 )
 UPDATE reconcile_runs r SET
@@ -80,6 +88,10 @@ UPDATE reconcile_runs r SET
     updated           = r.updated + n.updated,
     invalid           = r.invalid + n.invalid,
     failed            = r.failed + n.failed,
+    drifted           = r.drifted + n.drifted,
+    in_sync           = r.in_sync + n.in_sync,
+    missing           = r.missing + n.missing,
+    deleted           = r.deleted + n.deleted,
     requests          = r.requests + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $11::bigint ELSE 0 END,
     throttled         = r.throttled + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $12::bigint ELSE 0 END,
     invalid_unchanged = r.invalid_unchanged + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $13::bigint ELSE 0 END
@@ -111,7 +123,8 @@ RETURNING n.total`
 // writes nothing when q is not inside a larger transaction (the statement
 // fails on the foreign key).
 func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Result, c RunCounters) error {
-	if c.Applied != 0 || c.AlreadyExists != 0 || c.Updated != 0 || c.Invalid != 0 || c.Failed != 0 {
+	if c.Applied != 0 || c.AlreadyExists != 0 || c.Updated != 0 || c.Invalid != 0 || c.Failed != 0 ||
+		c.Drifted != 0 || c.InSync != 0 || c.Missing != 0 || c.Deleted != 0 {
 		return fmt.Errorf("db: write outcomes: per-outcome counters are derived from the results: %w", ErrInvalidArgument)
 	}
 	if len(rs) == 0 {
@@ -140,7 +153,8 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 			return fmt.Errorf("db: write outcomes: result for %q has no fingerprint: %w", r.Domain, ErrInvalidArgument)
 		}
 		switch r.Outcome {
-		case model.OutcomeApplied, model.OutcomeAlreadyExists, model.OutcomeUpdated, model.OutcomeInvalid, model.OutcomeFailed:
+		case model.OutcomeApplied, model.OutcomeAlreadyExists, model.OutcomeUpdated, model.OutcomeInvalid, model.OutcomeFailed,
+			model.OutcomeDrifted, model.OutcomeInSync, model.OutcomeMissing, model.OutcomeDeleted:
 		default:
 			return fmt.Errorf("db: write outcomes: result for %q has outcome %q: %w", r.Domain, r.Outcome, ErrInvalidArgument)
 		}

@@ -4,21 +4,21 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/reconcile/reconcile/internal/model"
 )
 
 // sqlPendingPage selects one keyset page of pending rows. "Pending" is
 // reconcile_is_pending(), the same function the snapshot_callback_status view
-// uses for its pending column, and Applied is the view's ever_done. The
+// uses for its pending column, and Applied is the view's remote_exists. The
 // query does not go through the view, for the plan's sake: the redundant
 // "s.domain_name > $1" in the join condition (harmless: only equal names
 // join) lets Postgres bound both primary-key index scans of the merge join,
 // so each page reads only from the key onwards instead of re-reading
 // reconcile_domain_state from its start (which made a whole run quadratic).
 const sqlPendingPage = `SELECT d.domain_name, d.notify_url, d.notify_req_auth, coalesce(d.notify_auth_key, ''),
-       coalesce(d.region_id, ''), d.fingerprint, d.updated_at, (s.done_fingerprint IS NOT NULL) AS ever_done
+       coalesce(d.region_id, ''), d.fingerprint, d.updated_at,
+       coalesce(s.remote_exists, s.done_fingerprint IS NOT NULL, false) AS remote_exists,
+       coalesce(s.last_outcome, '')
 FROM desired_snapshot_callbacks d
 LEFT JOIN reconcile_domain_state s ON s.domain_name = d.domain_name AND s.domain_name > $1
 WHERE d.domain_name > $1
@@ -42,26 +42,7 @@ const (
 // pages are seen as they are when their page is read. limit must be > 0.
 // The row's AuthKey is a model.Secret.
 func PendingPage(ctx context.Context, q Querier, after string, limit int) ([]model.Row, error) {
-	if limit <= 0 {
-		return nil, fmt.Errorf("db: pending page: limit %d: %w", limit, ErrInvalidArgument)
-	}
-	rows, err := q.Query(ctx, sqlPendingPage, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("db: pending page: %w", err)
-	}
-	out := make([]model.Row, 0, limit)
-	var r model.Row
-	var key string
-	_, err = pgx.ForEachRow(rows, []any{&r.Domain, &r.NotifyURL, &r.ReqAuth, &key, &r.Region, &r.Fingerprint,
-		&r.UpdatedAt, &r.Applied}, func() error {
-		r.AuthKey = model.Secret(key)
-		out = append(out, r)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("db: pending page: %w", err)
-	}
-	return out, nil
+	return rowPage(ctx, q, sqlPendingPage, "pending page", after, limit)
 }
 
 // CountPending returns how many desired rows are pending (the view's pending

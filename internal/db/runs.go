@@ -29,7 +29,14 @@ type RunStart struct {
 	Concurrency int
 	HostName    string
 	Version     string // program version
+	Kind        string // RunKindRun (default when empty) or RunKindVerify
 }
+
+// Run kinds (reconcile_runs.kind).
+const (
+	RunKindRun    = "run"
+	RunKindVerify = "verify"
+)
 
 // RunCounters are increments of a run's counters (reconcile_runs). Zero
 // fields add nothing.
@@ -39,6 +46,10 @@ type RunCounters struct {
 	Updated          int64
 	Invalid          int64
 	Failed           int64
+	Drifted          int64 // a config exists but differs (verify, --verify-existing --no-fix-drift)
+	InSync           int64 // verify found the desired config
+	Missing          int64 // verify found no config
+	Deleted          int64 // --prune deleted the config of a domain no longer desired
 	InvalidUnchanged int64 // rows invalid before with unchanged values: counted, not re-sent
 	Requests         int64 // API requests sent, retries included
 	Throttled        int64 // requests answered with a throttling error
@@ -56,17 +67,19 @@ type RunRow struct {
 	HostName    string
 	Version     string
 	Note        string // empty when NULL
+	Kind        string // RunKindRun or RunKindVerify
 }
 
 const runColumns = `id, started_at, finished_at, status, applied, already_exists, updated, invalid, failed,
-	invalid_unchanged, requests, throttled, rate, concurrency, host_name, program_version, coalesce(note, '')`
+	drifted, in_sync, missing, deleted, invalid_unchanged, requests, throttled, rate, concurrency, host_name,
+	program_version, coalesce(note, ''), kind`
 
 const (
 	sqlAbandonRunning = `UPDATE reconcile_runs SET status = 'failed', finished_at = now(), note = $1
 WHERE status = 'running'`
 
-	sqlBeginRun = `INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version)
-VALUES ($1, $2, $3, $4, $5) RETURNING id`
+	sqlBeginRun = `INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version, kind)
+VALUES ($1, $2, $3, $4, $5, coalesce(NULLIF($6, ''), 'run')) RETURNING id`
 
 	sqlFinishRun = `UPDATE reconcile_runs SET status = $2, note = NULLIF($3, ''), finished_at = now()
 WHERE id = $1 AND finished_at IS NULL`
@@ -76,7 +89,8 @@ WHERE id = $1 AND finished_at IS NULL`
 	sqlAddRunCounts = `UPDATE reconcile_runs SET
 	applied = applied + $2, already_exists = already_exists + $3, updated = updated + $4,
 	invalid = invalid + $5, failed = failed + $6, invalid_unchanged = invalid_unchanged + $7,
-	requests = requests + $8, throttled = throttled + $9
+	requests = requests + $8, throttled = throttled + $9, drifted = drifted + $10, in_sync = in_sync + $11,
+	missing = missing + $12, deleted = deleted + $13
 WHERE id = $1`
 
 	sqlRun       = `SELECT ` + runColumns + ` FROM reconcile_runs WHERE id = $1`
@@ -103,7 +117,7 @@ func BeginRun(ctx context.Context, q Querier, s RunStart) (int64, error) {
 		return 0, fmt.Errorf("db: begin run: status %q is not %q or %q: %w", s.Status, RunRunning, RunDryRun, ErrInvalidArgument)
 	}
 	var id int64
-	if err := q.QueryRow(ctx, sqlBeginRun, s.Status, s.Rate, s.Concurrency, s.HostName, s.Version).Scan(&id); err != nil {
+	if err := q.QueryRow(ctx, sqlBeginRun, s.Status, s.Rate, s.Concurrency, s.HostName, s.Version, s.Kind).Scan(&id); err != nil {
 		return 0, fmt.Errorf("db: begin run: %w", err)
 	}
 	return id, nil
@@ -142,7 +156,7 @@ func FinishRun(ctx context.Context, q Querier, id int64, status, note string) er
 // respect to concurrent increments). ErrRunNotFound for an unknown id.
 func AddRunCounts(ctx context.Context, q Querier, runID int64, c RunCounters) error {
 	tag, err := q.Exec(ctx, sqlAddRunCounts, runID, c.Applied, c.AlreadyExists, c.Updated, c.Invalid,
-		c.Failed, c.InvalidUnchanged, c.Requests, c.Throttled)
+		c.Failed, c.InvalidUnchanged, c.Requests, c.Throttled, c.Drifted, c.InSync, c.Missing, c.Deleted)
 	if err != nil {
 		return fmt.Errorf("db: add run %d counts: %w", runID, err)
 	}
@@ -175,8 +189,9 @@ func scanRun(row pgx.Row) (RunRow, error) {
 	var r RunRow
 	var finished *time.Time
 	err := row.Scan(&r.ID, &r.StartedAt, &finished, &r.Status, &r.Counts.Applied, &r.Counts.AlreadyExists,
-		&r.Counts.Updated, &r.Counts.Invalid, &r.Counts.Failed, &r.Counts.InvalidUnchanged, &r.Counts.Requests,
-		&r.Counts.Throttled, &r.Rate, &r.Concurrency, &r.HostName, &r.Version, &r.Note)
+		&r.Counts.Updated, &r.Counts.Invalid, &r.Counts.Failed, &r.Counts.Drifted, &r.Counts.InSync,
+		&r.Counts.Missing, &r.Counts.Deleted, &r.Counts.InvalidUnchanged, &r.Counts.Requests,
+		&r.Counts.Throttled, &r.Rate, &r.Concurrency, &r.HostName, &r.Version, &r.Note, &r.Kind)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunRow{}, ErrRunNotFound
 	}

@@ -17,12 +17,22 @@ const (
 	OutcomeInvalid Outcome = "invalid"
 	// OutcomeFailed: a permanent error, or retries ran out. Not done.
 	OutcomeFailed Outcome = "failed"
+	// OutcomeDrifted: a config exists but differs from the desired values
+	// (reconcile verify; run --verify-existing --no-fix-drift). Not done.
+	OutcomeDrifted Outcome = "drifted"
+	// OutcomeInSync: reconcile verify found the desired config. Done.
+	OutcomeInSync Outcome = "in_sync"
+	// OutcomeMissing: reconcile verify found no config. Not done.
+	OutcomeMissing Outcome = "missing"
+	// OutcomeDeleted: run --prune deleted the config of a domain that is no
+	// longer desired.
+	OutcomeDeleted Outcome = "deleted"
 )
 
 // Done reports whether the outcome makes its row done (for its fingerprint).
 func (o Outcome) Done() bool {
 	switch o {
-	case OutcomeApplied, OutcomeAlreadyExists, OutcomeUpdated:
+	case OutcomeApplied, OutcomeAlreadyExists, OutcomeUpdated, OutcomeInSync:
 		return true
 	}
 	return false

@@ -20,9 +20,12 @@ type Row struct {
 	// Fingerprint identifies the desired values (computed in SQL by
 	// reconcile_fingerprint; never contains the auth key itself).
 	Fingerprint string
-	// Applied is true when an earlier run succeeded for this domain with other
-	// values, so the run must send Update rather than Add.
+	// Applied is true when, as far as the job knows, the cloud holds a config
+	// for this domain (an earlier success, or a drifted answer), so the run
+	// must send Update rather than Add.
 	Applied bool
+	// LastOutcome is the domain's latest outcome ("" when never attempted).
+	LastOutcome Outcome
 	// UpdatedAt is desired_snapshot_callbacks.updated_at.
 	UpdatedAt time.Time
 }
