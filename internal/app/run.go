@@ -37,6 +37,11 @@ var (
 	ErrSchema = errors.New("schema not ready")
 )
 
+// ApplicationName is the application_name of the job's pool connections
+// (unless the connection string sets one), so that they can be told apart
+// in pg_stat_activity; the lock connection's is db.LockApplicationName.
+const ApplicationName = "reconcile"
+
 // Env is what a subcommand gets from its process.
 type Env struct {
 	Stdout, Stderr io.Writer
@@ -72,6 +77,9 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	}
 	if maxConns > 0 {
 		pc.MaxConns = maxConns
+	}
+	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pc.ConnConfig.RuntimeParams["application_name"] = ApplicationName
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

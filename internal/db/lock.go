@@ -61,9 +61,9 @@ func AcquireRunLock(ctx context.Context, cfg *pgx.ConnConfig) (*RunLock, error) 
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	if cfg.RuntimeParams["application_name"] == "" {
-		cfg.RuntimeParams["application_name"] = LockApplicationName
-	}
+	// Always ours, so that operators (and tests) can tell the lock's
+	// connection apart in pg_stat_activity.
+	cfg.RuntimeParams["application_name"] = LockApplicationName
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("db: run lock: connect: %w", err)
