@@ -12,10 +12,12 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/reconcile/reconcile/internal/app"
 	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/logging"
+	"github.com/reconcile/reconcile/internal/progress"
 )
 
 const usage = `usage: reconcile <command> [flags]
@@ -24,6 +26,9 @@ commands:
   migrate    apply the embedded schema migrations (safe to repeat, safe in parallel)
   run        one reconciliation pass over the pending desired rows (--dry-run: call nothing)
   verify     describe every desired domain; record in_sync, drifted or missing; change nothing
+  import     load desired rows from a CSV file, all or nothing (--replace: also delete rows not in it)
+  plan       what the next run would do: add, update, retry-failed, invalid, done (exit 5: work pending)
+  report     the audit report of a run (default: the latest that is not a dry run)
   simulate   serve a simulator of the Live API (for tests, demos, benchmarks)
   demo       migrate a demo database, load sample rows, run against the simulator, print the outcomes
   version    print the program version
@@ -46,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	cmd, args := args[0], args[1:]
 	redactor := logging.NewRedactor()
+	defer scrubPanic(redactor, stderr)
 	env := app.Env{Stdout: stdout, Stderr: stderr, Redactor: redactor}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	var logFormat, logLevel string
@@ -71,8 +77,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = c.Validate()
 		}
 		if err == nil {
-			env.Logger = logging.New(stderr, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
+			logOut, bar := io.Writer(stderr), terminalBar(&c, stderr, &env)
+			if bar != nil {
+				logOut = bar.Writer()
+			}
+			env.Logger = logging.New(logOut, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
 			err = app.Run(ctx, c, env)
+			bar.Finish()
 		}
 	case "verify":
 		var c config.Run
@@ -84,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			env.Logger = logging.New(stderr, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
 			err = app.Verify(ctx, c, env)
 		}
+	case "import", "plan", "report":
+		return ops(ctx, cmd, fs, args, env)
 	case "simulate":
 		err = simulate(ctx, fs, args, env)
 	case "demo":
@@ -102,12 +115,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	code := app.ExitCode(err)
-	if err != nil && code != 1 || err != nil && env.Logger == nil {
+	switch {
+	case err == nil, errors.Is(err, app.ErrNotDone):
+		// The summary line already says which rows are not done.
+	case env.Logger == nil:
+		// Before the logger exists (bad flags): one plain line.
 		fmt.Fprintf(stderr, "reconcile %s: %s\n", cmd, redactor.Scrub(err.Error()))
-	} else if err != nil && !errors.Is(err, app.ErrNotDone) {
-		env.Logger.Error("failed", "error", err)
+	default:
+		env.Logger.Error("stopped", "command", cmd, "exit_code", code, "error", err)
 	}
 	return code
+}
+
+// scrubPanic turns a panic of the main goroutine (workers' panics are
+// re-raised there by conc) into a scrubbed report and exit code 70: the
+// panic value and the stack pass through the redactor, so no secret the
+// process knows can reach the output.
+func scrubPanic(r *logging.Redactor, stderr io.Writer) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(stderr, "reconcile: panic: %s\n%s", r.Scrub(fmt.Sprint(p)), r.Scrub(string(debug.Stack())))
+	os.Exit(70)
+}
+
+// terminalBar returns a progress bar when stderr is a terminal and the log
+// format is not forced to JSON (nil otherwise: the JSON progress lines
+// stay). With a bar, logs go through it as text and progress updates come
+// every second.
+func terminalBar(c *config.Run, stderr io.Writer, env *app.Env) *progress.Bar {
+	if c.DryRun || c.LogFormat == "json" {
+		return nil
+	}
+	bar := progress.New(stderr, 0)
+	if bar == nil {
+		return nil
+	}
+	c.LogFormat = "text"
+	c.ProgressInterval = min(c.ProgressInterval, time.Second)
+	env.Progress, env.ProgressDone = bar.Func(), bar.Finish
+	return bar
 }
 
 // parse applies the environment and args to fs; -h prints the flags.

@@ -22,6 +22,7 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/live"
 	"github.com/reconcile/reconcile/internal/logging"
+	"github.com/reconcile/reconcile/internal/metrics"
 	"github.com/reconcile/reconcile/internal/model"
 )
 
@@ -51,6 +52,9 @@ type Env struct {
 	Credentials live.Credentials
 	// Progress, when set, replaces progress log lines (terminal progress bar).
 	Progress func(apply.Progress)
+	// ProgressDone, when set, is called once the pass ended, before the
+	// summary is logged (it ends the progress bar's line).
+	ProgressDone func()
 }
 
 // ExitCode maps an error returned by this package to the contract's exit codes.
@@ -224,6 +228,13 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		ProgressInterval: c.ProgressInterval, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
 		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
 	}, st, client)
+	if env.Progress != nil {
+		env.Progress(apply.Progress{Done: sum.Done() + sum.Counts[model.OutcomeInvalid] + sum.Counts[model.OutcomeFailed],
+			Total: total, Requests: sum.Requests, Rate: float64(sum.Requests) / max(sum.Elapsed.Seconds(), 1e-9)})
+	}
+	if env.ProgressDone != nil {
+		env.ProgressDone()
+	}
 
 	// Record the end of the run, even after a signal (its own short deadline).
 	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -260,19 +271,44 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
 		"error", errString(runErr))
 	log.Info("summary", counts...)
-	if runErr != nil {
-		return runErr
-	}
 	notDone := invalidUnchanged
 	for o, n := range sum.Counts {
 		if !o.Done() && o != model.OutcomeDeleted {
 			notDone += n
 		}
 	}
+	if mode == apply.ModeApply {
+		pushMetrics(ctx, c, log, runID, endStatus, sum, invalidUnchanged, runErr == nil && notDone == 0)
+	}
+	if runErr != nil {
+		return runErr
+	}
 	if notDone > 0 {
 		return fmt.Errorf("%w: %s", ErrNotDone, notDoneText(sum.Counts, invalidUnchanged))
 	}
 	return nil
+}
+
+// pushMetrics pushes the run's metrics when --pushgateway-url is set; also
+// after a signal (the push has its own deadline). A failed push is logged
+// and never changes the exit code.
+func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, runID int64, status string,
+	sum apply.Summary, invalidUnchanged int64, success bool) {
+	if c.PushgatewayURL == "" {
+		return
+	}
+	outcomes := make(map[string]int64, len(sum.Counts))
+	for o, n := range sum.Counts {
+		outcomes[string(o)] = n
+	}
+	m := metrics.RunMetrics{RunID: runID, Status: status, Outcomes: outcomes, InvalidUnchanged: invalidUnchanged,
+		Requests: sum.Requests, Throttled: sum.Throttled, Retries: sum.Retries, BreakerTrips: sum.BreakerTrips,
+		Duration: sum.Elapsed, Rate: c.Rate, Success: success, Finished: time.Now()}
+	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m); err != nil {
+		log.Warn("cannot push metrics to the Pushgateway", "url", metrics.SafeURL(c.PushgatewayURL), "error", err)
+		return
+	}
+	log.Info("metrics pushed", "url", metrics.SafeURL(c.PushgatewayURL))
 }
 
 // outcomeOrder is the order of outcomes in summaries.
@@ -341,6 +377,9 @@ func configAttrs(c config.Run) slog.Value {
 		slog.String("signature_algorithm", c.SignatureAlgorithm), slog.Int("page_size", c.PageSize),
 		slog.Duration("flush_interval", c.FlushInterval), slog.Int("flush_size", c.FlushSize),
 		slog.Float64("breaker_threshold", c.BreakerThreshold),
+		slog.Bool("verify_existing", c.VerifyExisting), slog.Bool("no_fix_drift", c.NoFixDrift),
+		slog.Bool("prune", c.Prune), slog.Int64("prune_max", c.PruneMax),
+		slog.String("pushgateway_url", metrics.SafeURL(c.PushgatewayURL)),
 	)
 }
 

@@ -65,7 +65,8 @@ type Gate struct {
 	head  int
 	count int
 
-	lastChange  time.Time // last AIMD cut or growth step
+	lastCut     time.Time // last AIMD cut
+	lastGrow    time.Time // last AIMD growth step (or cut)
 	pausedUntil time.Time
 
 	threshold   float64
@@ -155,31 +156,28 @@ func (g *Gate) Throttled(now time.Time, retryAfter time.Duration) {
 			g.pausedUntil = until
 		}
 	}
-	if !g.adaptive || now.Sub(g.lastChange) < AIMDCooldown && !g.lastChange.IsZero() {
+	if !g.adaptive || !g.lastCut.IsZero() && now.Sub(g.lastCut) < AIMDCooldown {
 		return
 	}
 	g.cur = math.Max(g.cur*AIMDDecrease, g.max*MinAdaptiveRate)
 	g.lim.SetLimitAt(now, rate.Limit(g.cur))
-	g.lastChange = now
+	g.lastCut, g.lastGrow = now, now
 }
 
 // grow raises the adaptive rate by AIMDIncrease per second since the last
-// change. Called with g.mu held.
+// cut or growth step, in steps at least AIMDCooldown apart. Called with
+// g.mu held (only after a cut: cur < max).
 func (g *Gate) grow(now time.Time) {
 	if !g.adaptive || g.cur >= g.max {
 		return
 	}
-	if g.lastChange.IsZero() {
-		g.lastChange = now
-		return
-	}
-	elapsed := now.Sub(g.lastChange)
+	elapsed := now.Sub(g.lastGrow)
 	if elapsed < AIMDCooldown {
 		return
 	}
 	g.cur = math.Min(g.max, g.cur+AIMDIncrease*elapsed.Seconds())
 	g.lim.SetLimitAt(now, rate.Limit(g.cur))
-	g.lastChange = now
+	g.lastGrow = now
 }
 
 // Answered records whether an answer at now was a transient failure (5xx,

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reconcile/reconcile/internal/metrics"
 )
 
 // Defaults of the contract (contract.md, "Configuration of run") and of the
@@ -93,6 +95,8 @@ type Run struct {
 	BackoffMax         time.Duration
 	DBRetryDeadline    time.Duration
 	BreakerThreshold   float64
+	// PushgatewayURL, when set, receives the run's metrics at its end.
+	PushgatewayURL string
 	// LogFormat is "auto" (text on a terminal, JSON otherwise), "json" or "text".
 	LogFormat string
 	LogLevel  string
@@ -145,6 +149,7 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.DurationVar(&c.BackoffMax, "backoff-max", c.BackoffMax, "cap of any one backoff")
 	fs.DurationVar(&c.DBRetryDeadline, "db-retry-deadline", c.DBRetryDeadline, "how long outcome writes are retried while Postgres is unreachable")
 	fs.Float64Var(&c.BreakerThreshold, "breaker-threshold", c.BreakerThreshold, "share (0-1) of 5xx/reset answers among the last 100 requests that pauses dispatching")
+	fs.StringVar(&c.PushgatewayURL, "pushgateway-url", "", "Prometheus Pushgateway to push the run's metrics to at its end")
 	LogFlags(fs, &c.LogFormat, &c.LogLevel)
 }
 
@@ -172,6 +177,20 @@ func LogFlags(fs *flag.FlagSet, format, level *string) {
 	fs.StringVar(level, "log-level", *level, "debug, info, warn or error")
 }
 
+// commandLineOnly ends the usage of flags that have no environment variable.
+const commandLineOnly = " (command line only: no environment variable)"
+
+// CommandLineOnly marks flags of fs that Parse must not take from the
+// environment: per-invocation switches such as import's --replace, which a
+// stray variable in a CronJob's environment must never turn on.
+func CommandLineOnly(fs *flag.FlagSet, names ...string) {
+	for _, n := range names {
+		if f := fs.Lookup(n); f != nil && !strings.HasSuffix(f.Usage, commandLineOnly) {
+			f.Usage += commandLineOnly
+		}
+	}
+}
+
 // Parse applies the environment (lookup, usually os.LookupEnv) and then args
 // to fs: a flag given on the command line wins over its variable. Errors
 // wrap ErrUsage and name the flag or variable.
@@ -180,6 +199,9 @@ func Parse(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if envErr != nil {
+			return
+		}
+		if strings.HasSuffix(f.Usage, commandLineOnly) {
 			return
 		}
 		name := envName(f.Name)
@@ -212,7 +234,11 @@ func Usage(w io.Writer, fs *flag.FlagSet, head string) {
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(w, "  --%s (env %s, default %s)\n      %s\n", f.Name, envName(f.Name), def, f.Usage)
+		env := "env " + envName(f.Name) + ", "
+		if strings.HasSuffix(f.Usage, commandLineOnly) {
+			env = ""
+		}
+		fmt.Fprintf(w, "  --%s (%sdefault %s)\n      %s\n", f.Name, env, def, f.Usage)
 	})
 }
 
@@ -272,6 +298,11 @@ func (c *Run) Validate() error {
 	}
 	if err := ValidateLog(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
+	}
+	if c.PushgatewayURL != "" {
+		if err := metrics.ValidateURL(c.PushgatewayURL); err != nil {
+			add("--pushgateway-url: %v", err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrUsage, strings.Join(errs, "; "))

@@ -195,7 +195,7 @@ func (c Config) GoString() string { return "livesim.Config" + c.String() }
 // Entry is one request as the simulator saw it. Entries are recorded for
 // every API request, rejected ones included (not for admin requests).
 type Entry struct {
-	Seq    int64     `json:"seq"`    // 1, 2, … in arrival order
+	Seq    int64     `json:"seq"`    // 1, 2, … in the order requests were admitted
 	Time   time.Time `json:"time"`   // arrival (Options.Now)
 	Action string    `json:"action"` // as sent (may be unknown or empty)
 	Domain string    `json:"domain"` // DomainName as sent ("" when absent)
@@ -216,6 +216,7 @@ type Entry struct {
 
 // Server is the simulated endpoint. It is safe for concurrent use.
 type Server struct {
+	lastAdmit      time.Time // latest time admit used (guarded by mu)
 	opts           Options
 	now            func() time.Time
 	conflictStatus int
@@ -354,6 +355,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAdmin(w, r)
 		return
 	}
+	// Arrival is taken before the body is read and the signature checked,
+	// so that the log's times (and MaxInWindow) measure when requests came
+	// in, not how long this process took to get to them.
+	arrived := s.now()
 	rid := s.newRequestID()
 	var body []byte
 	var rerr error
@@ -387,7 +392,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ai = s.verify(r, params, body)
 	}
 
-	d := s.admit(ai, action, version, domain, rid)
+	d := s.admit(ai, action, version, domain, rid, arrived)
 	if d.err != nil {
 		h := w.Header()
 		if d.fault == FaultThrottled && s.opts.RetryAfterHeader {
@@ -483,13 +488,20 @@ func parseParams(r *http.Request, body []byte) (url.Values, error) {
 // arrival order under one lock: timestamp skew, nonce reuse, security
 // token, action and version, forced errors, throttling, then the fault and
 // latency draws.
-func (s *Server) admit(ai authInfo, action, version, domain, rid string) admission {
+func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived time.Time) admission {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.now()
+	// Requests reach this lock in a slightly different order than they
+	// arrived; the throttling window needs times in lock order, so t never
+	// goes back. The log keeps the true arrival time.
+	t := arrived
+	if t.Before(s.lastAdmit) {
+		t = s.lastAdmit
+	}
+	s.lastAdmit = t
 	s.seq++
 	d := admission{idx: len(s.log)}
-	s.log = append(s.log, Entry{Seq: s.seq, Time: t, Action: action, Domain: domain, RequestID: rid})
+	s.log = append(s.log, Entry{Seq: s.seq, Time: arrived, Action: action, Domain: domain, RequestID: rid})
 
 	if ai.err != nil {
 		d.err = ai.err

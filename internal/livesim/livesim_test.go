@@ -540,7 +540,7 @@ func TestLatencyDistribution(t *testing.T) {
 			const n = 20000
 			ds := make([]time.Duration, n)
 			for i := range ds {
-				d := s.admit(authInfo{ts: time.Now(), nonce: fmt.Sprint(i)}, ActionDescribe, Version, "x", "id")
+				d := s.admit(authInfo{ts: time.Now(), nonce: fmt.Sprint(i)}, ActionDescribe, Version, "x", "id", s.now())
 				if d.err != nil {
 					t.Fatal(d.err)
 				}

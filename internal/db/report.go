@@ -1,0 +1,170 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Queries of `reconcile report`. They read the views of migration 003
+// (reconcile_run_summary, reconcile_failures_by_code), so the command and
+// SQL users see the same numbers.
+const (
+	sqlLatestNonDryRunID = `SELECT id FROM reconcile_runs WHERE status <> 'dry_run' ORDER BY id DESC LIMIT 1`
+
+	sqlRunSummary = `SELECT run_id, kind, status, started_at, finished_at, coalesce(duration_seconds, 0),
+       applied, already_exists, updated, invalid, failed, drifted, in_sync, missing, deleted, invalid_unchanged,
+       done, not_done, requests, throttled, coalesce(requests_per_second, 0), rate, concurrency, host_name,
+       program_version, coalesce(note, '')
+FROM reconcile_run_summary WHERE run_id = $1`
+
+	sqlFailuresByCode = `SELECT outcome, coalesce(error_code, ''), count, sample_domains, coalesce(sample_message, '')
+FROM reconcile_failures_by_code WHERE run_id = $1
+ORDER BY count DESC, outcome, error_code NULLS LAST`
+
+	// sqlOutcomeTimes: per outcome of one run, the attempts spent and when
+	// (seconds after the run started) the first and the last were recorded.
+	// Reads the run's outcomes through the (run_id, domain_name) index.
+	sqlOutcomeTimes = `SELECT o.outcome, count(*), coalesce(sum(o.attempts), 0), coalesce(max(o.attempts), 0),
+       extract(epoch FROM min(o.finished_at) - r.started_at)::double precision,
+       extract(epoch FROM max(o.finished_at) - r.started_at)::double precision
+FROM reconcile_outcomes o JOIN reconcile_runs r ON r.id = o.run_id
+WHERE o.run_id = $1
+GROUP BY o.outcome, r.started_at
+ORDER BY count(*) DESC, o.outcome`
+)
+
+// RunSummary is one row of the reconcile_run_summary view.
+type RunSummary struct {
+	ID         int64
+	Kind       string
+	Status     string
+	StartedAt  time.Time
+	FinishedAt time.Time // zero while the run is running
+	// Duration is finished_at - started_at (0 while running).
+	Duration time.Duration
+	// Counts holds the per-outcome counts, InvalidUnchanged, Requests and
+	// Throttled.
+	Counts RunCounters
+	// Done is applied + already_exists + updated + in_sync; NotDone is
+	// invalid + failed + drifted + missing.
+	Done, NotDone int64
+	// RequestsPerSecond is the rate achieved over the whole run (0 while
+	// running).
+	RequestsPerSecond float64
+	Rate              float64 // the configured --rate
+	Concurrency       int
+	HostName          string
+	Version           string
+	Note              string
+}
+
+// FailureGroup is one row of the reconcile_failures_by_code view: the
+// outcomes of one kind and error code in a run that left rows not done.
+type FailureGroup struct {
+	Outcome       string
+	ErrorCode     string // "" when the outcomes have none
+	Count         int64
+	SampleDomains []string // up to 5, the first by name
+	SampleMessage string   // the error message of the first sample
+}
+
+// OutcomeTiming is what a run's outcomes of one kind cost and when they
+// were recorded. Per-request latency is not stored; First and Last are
+// offsets from the run's start.
+type OutcomeTiming struct {
+	Outcome     string
+	Count       int64
+	Attempts    int64 // requests spent, retries included
+	MaxAttempts int64
+	First, Last time.Duration
+}
+
+// LatestNonDryRunID returns the id of the newest run whose status is not
+// dry_run (a real run or a verify run, finished or not); ErrRunNotFound when
+// there is none. One statement.
+func LatestNonDryRunID(ctx context.Context, q Querier) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, sqlLatestNonDryRunID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("db: latest run: no run other than dry runs: %w", ErrRunNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("db: latest run: %w", err)
+	}
+	return id, nil
+}
+
+// ReadRunSummary reads run id from reconcile_run_summary; ErrRunNotFound
+// when there is no such run. One statement.
+func ReadRunSummary(ctx context.Context, q Querier, id int64) (RunSummary, error) {
+	var s RunSummary
+	var finished *time.Time
+	var seconds float64
+	c := &s.Counts
+	err := q.QueryRow(ctx, sqlRunSummary, id).Scan(&s.ID, &s.Kind, &s.Status, &s.StartedAt, &finished, &seconds,
+		&c.Applied, &c.AlreadyExists, &c.Updated, &c.Invalid, &c.Failed, &c.Drifted, &c.InSync, &c.Missing,
+		&c.Deleted, &c.InvalidUnchanged, &s.Done, &s.NotDone, &c.Requests, &c.Throttled, &s.RequestsPerSecond,
+		&s.Rate, &s.Concurrency, &s.HostName, &s.Version, &s.Note)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RunSummary{}, fmt.Errorf("db: run %d: %w", id, ErrRunNotFound)
+	}
+	if err != nil {
+		return RunSummary{}, fmt.Errorf("db: read run %d summary: %w", id, err)
+	}
+	if finished != nil {
+		s.FinishedAt = *finished
+	}
+	s.Duration = secondsToDuration(seconds)
+	return s, nil
+}
+
+// FailuresByCode returns the failure groups of run id, largest first (an
+// empty slice when nothing failed; an unknown run has none either). One
+// statement; memory is the groups, not the outcomes.
+func FailuresByCode(ctx context.Context, q Querier, id int64) ([]FailureGroup, error) {
+	rows, err := q.Query(ctx, sqlFailuresByCode, id)
+	if err != nil {
+		return nil, fmt.Errorf("db: failures of run %d: %w", id, err)
+	}
+	out := []FailureGroup{}
+	var g FailureGroup
+	_, err = pgx.ForEachRow(rows, []any{&g.Outcome, &g.ErrorCode, &g.Count, &g.SampleDomains, &g.SampleMessage}, func() error {
+		out = append(out, g)
+		g.SampleDomains = nil // ForEachRow scans into the same slice otherwise
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: failures of run %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// OutcomeTimes returns, per outcome recorded by run id, the count, the
+// attempts and when the first and last were recorded; most frequent first.
+// One statement over the run's outcomes.
+func OutcomeTimes(ctx context.Context, q Querier, id int64) ([]OutcomeTiming, error) {
+	rows, err := q.Query(ctx, sqlOutcomeTimes, id)
+	if err != nil {
+		return nil, fmt.Errorf("db: outcome times of run %d: %w", id, err)
+	}
+	out := []OutcomeTiming{}
+	var t OutcomeTiming
+	var first, last float64
+	_, err = pgx.ForEachRow(rows, []any{&t.Outcome, &t.Count, &t.Attempts, &t.MaxAttempts, &first, &last}, func() error {
+		t.First, t.Last = secondsToDuration(first), secondsToDuration(last)
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: outcome times of run %d: %w", id, err)
+	}
+	return out, nil
+}
+
+func secondsToDuration(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Microsecond)
+}

@@ -1,0 +1,469 @@
+package importer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reconcile/reconcile/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func ctxT(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// desired is a desired_snapshot_callbacks row as the tests see it; empty
+// key and region are NULL.
+type desired struct {
+	url    string
+	auth   bool
+	key    string
+	region string
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func insertRows(t *testing.T, pool *pgxpool.Pool, rows map[string]desired) {
+	t.Helper()
+	for d, r := range rows {
+		_, err := pool.Exec(ctxT(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth,
+notify_auth_key, region_id, updated_at) VALUES ($1, $2, $3, $4, $5, now() - interval '1 day')`,
+			d, r.url, r.auth, nullable(r.key), nullable(r.region))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tableState reads the whole table, and per domain its row version (xmin)
+// and updated_at.
+type rowMeta struct {
+	xmin      uint32
+	updatedAt time.Time
+}
+
+func tableState(t *testing.T, pool *pgxpool.Pool) (map[string]desired, map[string]rowMeta) {
+	t.Helper()
+	rows, err := pool.Query(ctxT(t), `SELECT domain_name, notify_url, notify_req_auth, coalesce(notify_auth_key, ''),
+coalesce(region_id, ''), notify_auth_key IS NULL, region_id IS NULL, xmin::text::bigint, updated_at
+FROM desired_snapshot_callbacks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	state, meta := map[string]desired{}, map[string]rowMeta{}
+	for rows.Next() {
+		var d string
+		var r desired
+		var keyNull, regionNull bool
+		var xmin int64
+		var m rowMeta
+		if err := rows.Scan(&d, &r.url, &r.auth, &r.key, &r.region, &keyNull, &regionNull, &xmin, &m.updatedAt); err != nil {
+			t.Fatal(err)
+		}
+		if keyNull != (r.key == "") || regionNull != (r.region == "") {
+			t.Errorf("%s: empty key or region stored as '' instead of NULL", d)
+		}
+		m.xmin = uint32(xmin)
+		state[d], meta[d] = r, m
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return state, meta
+}
+
+const k1, k2 = "Key0123456789abcdefA", "Key0123456789abcdefB"
+
+func TestImport(t *testing.T) {
+	existing := map[string]desired{
+		"a.example.com": {url: "https://h.example.com/a"},
+		"b.example.com": {url: "https://h.example.com/b"},
+		"c.example.com": {url: "https://h.example.com/c", auth: true, key: k1, region: "cn-beijing"},
+		"z.example.com": {url: "https://h.example.com/z"},
+	}
+	type badWant struct {
+		line   int64
+		field  string
+		reason string
+	}
+	for _, tc := range []struct {
+		name     string
+		existing map[string]desired
+		file     string // after the header
+		opts     Options
+		wantErr  error
+		want     Result // the counts and Bad; BadLines checked with bad
+		bad      []badWant
+		table    map[string]desired // the table afterwards; nil: unchanged
+	}{
+		{
+			name: "into an empty table",
+			file: "a.example.com,https://h.example.com/a,false,,\n" +
+				"c.example.com,https://h.example.com/c,true," + k1 + ",cn-beijing\n",
+			want: Result{Lines: 2, Inserted: 2},
+			table: map[string]desired{
+				"a.example.com": {url: "https://h.example.com/a"},
+				"c.example.com": {url: "https://h.example.com/c", auth: true, key: k1, region: "cn-beijing"},
+			},
+		},
+		{
+			name:     "insert, update, unchanged; others kept",
+			existing: existing,
+			file: "a.example.com,https://h.example.com/a,false,,\n" + // same
+				"b.example.com,https://h.example.com/b2,false,,\n" + // url changed
+				"c.example.com,https://h.example.com/c,true," + k2 + ",cn-beijing\n" + // key changed
+				"d.example.com,https://h.example.com/d,no,,cn-shanghai\n", // new
+			want: Result{Lines: 4, Inserted: 1, Updated: 2, Unchanged: 1},
+			table: map[string]desired{
+				"a.example.com": {url: "https://h.example.com/a"},
+				"b.example.com": {url: "https://h.example.com/b2"},
+				"c.example.com": {url: "https://h.example.com/c", auth: true, key: k2, region: "cn-beijing"},
+				"d.example.com": {url: "https://h.example.com/d", region: "cn-shanghai"},
+				"z.example.com": {url: "https://h.example.com/z"},
+			},
+		},
+		{
+			name:     "replace deletes absent domains",
+			existing: existing,
+			file: "a.example.com,https://h.example.com/a,false,,\n" +
+				"c.example.com,https://h.example.com/c,false,,\n", // auth off, key and region gone
+			opts: Options{Replace: true},
+			want: Result{Lines: 2, Updated: 1, Unchanged: 1, Deleted: 2},
+			table: map[string]desired{
+				"a.example.com": {url: "https://h.example.com/a"},
+				"c.example.com": {url: "https://h.example.com/c"},
+			},
+		},
+		{
+			name:     "replace with only the header empties the table",
+			existing: existing,
+			opts:     Options{Replace: true},
+			want:     Result{Deleted: 4},
+			table:    map[string]desired{},
+		},
+		{
+			name:     "a bad line stops everything",
+			existing: existing,
+			file: "a.example.com,https://h.example.com/a2,false,,\n" +
+				"d.example.com,https://h.example.com/d,true,,\n" + // no key
+				"e.example.com,https://h.example.com/e,false,,\n",
+			opts:    Options{Replace: true},
+			wantErr: ErrBadLines,
+			want:    Result{Lines: 3, Bad: 1},
+			bad:     []badWant{{3, "notify_auth_key", "required"}},
+		},
+		{
+			name:     "skip-invalid imports the good lines",
+			existing: existing,
+			file: "a.example.com,https://h.example.com/a2,false,,\n" +
+				"d.example.com,https://h.example.com/d,true,,\n" +
+				"e.example.com,https://h.example.com/e,maybe,,\n" +
+				"f.example.com,https://h.example.com/f,false,,\n" +
+				"too,few\n",
+			opts: Options{SkipInvalid: true},
+			want: Result{Lines: 5, Inserted: 1, Updated: 1, Skipped: 3, Bad: 3},
+			bad:  []badWant{{3, "notify_auth_key", "required"}, {4, "notify_req_auth", "must be"}, {6, "", "columns"}},
+			table: map[string]desired{
+				"a.example.com": {url: "https://h.example.com/a2"},
+				"b.example.com": {url: "https://h.example.com/b"},
+				"c.example.com": {url: "https://h.example.com/c", auth: true, key: k1, region: "cn-beijing"},
+				"f.example.com": {url: "https://h.example.com/f"},
+				"z.example.com": {url: "https://h.example.com/z"},
+			},
+		},
+		{
+			name:     "replace keeps the domain of a skipped line",
+			existing: existing,
+			file: "a.example.com,https://h.example.com/a,false,,\n" +
+				"b.example.com,https://h.example.com/b2,true,,\n" + // bad: b is neither updated nor deleted
+				"c.example.com,https://h.example.com/c,yes,,\n", // bad too
+			opts: Options{Replace: true, SkipInvalid: true},
+			want: Result{Lines: 3, Unchanged: 1, Deleted: 1, Skipped: 2, Bad: 2},
+			bad:  []badWant{{3, "notify_auth_key", "required"}, {4, "notify_auth_key", "required"}},
+			table: map[string]desired{
+				"a.example.com": existing["a.example.com"],
+				"b.example.com": existing["b.example.com"],
+				"c.example.com": existing["c.example.com"],
+			},
+		},
+		{
+			name: "duplicate domains stop the import",
+			file: "a.example.com,https://h.example.com/1,false,,\n" +
+				"b.example.com,https://h.example.com/b,false,,\n" +
+				"a.example.com,https://h.example.com/2,false,,\n" +
+				"a.example.com,https://h.example.com/3,false,,\n",
+			wantErr: ErrBadLines,
+			want:    Result{Lines: 4, Bad: 2},
+			bad:     []badWant{{4, "domain_name", "already on line 2"}, {5, "domain_name", "already on line 2"}},
+			table:   map[string]desired{},
+		},
+		{
+			name: "duplicates skipped: the first line wins",
+			file: "a.example.com,https://h.example.com/1,false,,\n" +
+				"a.example.com,https://h.example.com/2,false,,\n" +
+				"b.example.com,https://h.example.com/b,false,,\n",
+			opts: Options{SkipInvalid: true},
+			want: Result{Lines: 3, Inserted: 2, Skipped: 1, Bad: 1},
+			bad:  []badWant{{3, "domain_name", "already on line 2"}},
+			table: map[string]desired{
+				"a.example.com": {url: "https://h.example.com/1"},
+				"b.example.com": {url: "https://h.example.com/b"},
+			},
+		},
+		{
+			name: "a bad line and a valid line of one domain are not duplicates",
+			file: "a.example.com,https://h.example.com/1,maybe,,\n" +
+				"a.example.com,https://h.example.com/2,false,,\n",
+			opts:  Options{SkipInvalid: true},
+			want:  Result{Lines: 2, Inserted: 1, Skipped: 1, Bad: 1},
+			bad:   []badWant{{2, "notify_req_auth", "must be"}},
+			table: map[string]desired{"a.example.com": {url: "https://h.example.com/2"}},
+		},
+		{
+			name:     "bad lines and duplicates are reported in line order",
+			existing: existing,
+			file: "a.example.com,https://h.example.com/1,false,,\n" +
+				"x,https://h.example.com/x,false,,\n" +
+				"a.example.com,https://h.example.com/2,false,,\n" +
+				"y.example.com,notaurl,false,,\n",
+			wantErr: ErrBadLines,
+			want:    Result{Lines: 4, Bad: 3},
+			bad: []badWant{{3, "domain_name", "two labels"}, {4, "domain_name", "already on line 2"},
+				{5, "notify_url", "scheme"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tdb := testdb.New(t)
+			insertRows(t, tdb.Pool, tc.existing)
+			_, metaBefore := tableState(t, tdb.Pool)
+
+			res, err := Import(ctxT(t), tdb.Pool, strings.NewReader(Header+"\n"+tc.file), tc.opts)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Import = %v, want %v", err, tc.wantErr)
+			}
+			got := res
+			got.BadLines = nil
+			want := tc.want
+			want.Committed = tc.wantErr == nil
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("result = %+v\n           want %+v", got, want)
+			}
+			if len(res.BadLines) != len(tc.bad) {
+				t.Fatalf("bad lines = %+v, want %d", res.BadLines, len(tc.bad))
+			}
+			for i, w := range tc.bad {
+				b := res.BadLines[i]
+				if b.Line != w.line || b.Field != w.field || !strings.Contains(b.Reason, w.reason) {
+					t.Errorf("bad line %d = %+v, want %+v", i, b, w)
+				}
+			}
+
+			table, metaAfter := tableState(t, tdb.Pool)
+			wantTable := tc.table
+			if wantTable == nil {
+				wantTable = tc.existing
+			}
+			if len(table) != len(wantTable) {
+				t.Errorf("table has %d rows, want %d: %v", len(table), len(wantTable), table)
+			}
+			for d, w := range wantTable {
+				if table[d] != w {
+					t.Errorf("%s = %+v, want %+v", d, table[d], w)
+				}
+			}
+			// Rows with the same values are not written at all; changed
+			// rows get a new updated_at.
+			for d, before := range metaBefore {
+				after, ok := metaAfter[d]
+				if !ok {
+					continue
+				}
+				same := tc.existing[d] == table[d]
+				if same && after != before {
+					t.Errorf("%s: unchanged row was rewritten (%+v -> %+v)", d, before, after)
+				}
+				if !same && !after.updatedAt.After(before.updatedAt) {
+					t.Errorf("%s: changed row kept updated_at %v", d, after.updatedAt)
+				}
+			}
+		})
+	}
+}
+
+func TestImportHeaderChecked(t *testing.T) {
+	tdb := testdb.New(t)
+	insertRows(t, tdb.Pool, map[string]desired{"a.example.com": {url: "https://h.example.com/a"}})
+	for _, in := range []string{"", "domain,url\n", "a.example.com,https://h.example.com/,false,,\n"} {
+		_, err := Import(ctxT(t), tdb.Pool, strings.NewReader(in), Options{Replace: true})
+		if !errors.Is(err, ErrHeader) {
+			t.Errorf("Import(%q) = %v, want ErrHeader", in, err)
+		}
+	}
+	if table, _ := tableState(t, tdb.Pool); len(table) != 1 {
+		t.Errorf("table changed: %v", table)
+	}
+}
+
+// A failing input, or a cancelled context, in the middle of the file rolls
+// everything back.
+func TestImportAbortsCleanly(t *testing.T) {
+	tdb := testdb.New(t)
+	insertRows(t, tdb.Pool, map[string]desired{"a.example.com": {url: "https://h.example.com/a"}})
+	before, _ := tableState(t, tdb.Pool)
+
+	broken := io.MultiReader(&genReader{n: 5000}, iotest.ErrReader(errors.New("connection reset by peer")))
+	if _, err := Import(ctxT(t), tdb.Pool, broken, Options{Replace: true}); !errors.Is(err, ErrRead) {
+		t.Fatalf("Import with a failing reader = %v, want ErrRead", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancelling := &cancelAfter{r: &genReader{n: 100000}, n: 200000, cancel: cancel}
+	if _, err := Import(ctx, tdb.Pool, cancelling, Options{Replace: true}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Import cancelled mid-file = %v, want context.Canceled", err)
+	}
+
+	after, _ := tableState(t, tdb.Pool)
+	if len(after) != len(before) || after["a.example.com"] != before["a.example.com"] {
+		t.Fatalf("table changed by aborted imports: %d rows", len(after))
+	}
+	// The connection pool is still usable, and no import lock is left.
+	if _, err := Import(ctxT(t), tdb.Pool, &genReader{n: 10}, Options{}); err != nil {
+		t.Fatalf("Import after the aborted ones: %v", err)
+	}
+}
+
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	read   int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.read += n; c.read >= c.n {
+		c.cancel()
+	}
+	return n, err
+}
+
+// Two imports at once: the import lock makes them run one after the other,
+// so each one's counts are exact and the second sees the first's rows.
+func TestImportConcurrent(t *testing.T) {
+	tdb := testdb.New(t)
+	var wg sync.WaitGroup
+	results := make([]Result, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = Import(ctxT(t), tdb.Pool, &genReader{n: 3000}, Options{Replace: true})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("import %d: %v", i, err)
+		}
+	}
+	a, b := results[0], results[1]
+	if a.Inserted+b.Inserted != 3000 || a.Unchanged+b.Unchanged != 3000 || a.Inserted*b.Inserted != 0 {
+		t.Fatalf("concurrent imports: %+v and %+v; want one to insert 3000 and the other to find them unchanged", a, b)
+	}
+}
+
+// TestImportGenerated imports 20,000 generated lines three times: into an
+// empty table, unchanged, and with a tenth changed and some dropped
+// (--replace). It logs the throughput; `reconcile import` of 1,000,000 lines
+// is measured by hand (see README).
+func TestImportGenerated(t *testing.T) {
+	const n = 20000
+	tdb := testdb.New(t)
+	run := func(r io.Reader, o Options) Result {
+		t.Helper()
+		start := time.Now()
+		res, err := Import(ctxT(t), tdb.Pool, r, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		el := time.Since(start)
+		t.Logf("%d lines in %v (%.0f lines/s): %+v", res.Lines, el, float64(res.Lines)/el.Seconds(), res)
+		if el > time.Minute {
+			t.Errorf("%d lines took %v", n, el)
+		}
+		return res
+	}
+	if got := run(&genReader{n: n}, Options{}); got.Inserted != n || got.Lines != n {
+		t.Fatalf("first import: %+v", got)
+	}
+	if got := run(&genReader{n: n}, Options{}); got.Unchanged != n {
+		t.Fatalf("second import: %+v", got)
+	}
+	// Every tenth line gets a new URL, lines 0-99 are dropped (replace).
+	var b strings.Builder
+	b.WriteString(Header + "\n")
+	for i := 100; i < n; i++ {
+		l := genLine(i)
+		if i%10 == 0 {
+			l = strings.Replace(l, "/snap/", "/snap2/", 1)
+		}
+		b.WriteString(l)
+	}
+	got := run(strings.NewReader(b.String()), Options{Replace: true})
+	want := Result{Lines: n - 100, Updated: (n - 100) / 10, Unchanged: (n - 100) - (n-100)/10, Deleted: 100, Committed: true}
+	got.BadLines = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("third import: %+v, want %+v", got, want)
+	}
+	var count int
+	if err := tdb.Pool.QueryRow(ctxT(t), `SELECT count(*) FROM desired_snapshot_callbacks WHERE notify_url LIKE '%/snap2/%'`).Scan(&count); err != nil || count != (n-100)/10 {
+		t.Fatalf("changed rows in the table: %d, %v", count, err)
+	}
+}
+
+// More bad lines than MaxReported: the count is exact, the list is the
+// first ones, and nothing in the result or error holds an auth key.
+func TestImportManyBadLines(t *testing.T) {
+	tdb := testdb.New(t)
+	var b strings.Builder
+	b.WriteString(Header + "\n")
+	for i := range 300 {
+		// Every line is bad: the key is one character short.
+		fmt.Fprintf(&b, "d%03d.example.com,https://h.example.com/,true,Secret%07dXY,\n", i, i)
+	}
+	res, err := Import(ctxT(t), tdb.Pool, strings.NewReader(b.String()), Options{})
+	if !errors.Is(err, ErrBadLines) || res.Bad != 300 || len(res.BadLines) != DefaultMaxReported {
+		t.Fatalf("Import = %v, bad %d, %d listed", err, res.Bad, len(res.BadLines))
+	}
+	if res.BadLines[0].Line != 2 || res.BadLines[DefaultMaxReported-1].Line != DefaultMaxReported+1 {
+		t.Errorf("listed lines %d..%d, want 2..%d", res.BadLines[0].Line, res.BadLines[len(res.BadLines)-1].Line, DefaultMaxReported+1)
+	}
+	out, _ := json.Marshal(res)
+	for _, text := range []string{string(out), err.Error()} {
+		if strings.Contains(text, "Secret0") {
+			t.Fatalf("an auth key is printed: %s", text)
+		}
+	}
+}

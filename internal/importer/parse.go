@@ -1,0 +1,210 @@
+// Package importer loads desired rows from a CSV file into
+// desired_snapshot_callbacks (`reconcile import`): it parses and validates
+// the file while streaming it into Postgres with COPY, then upserts it in
+// one transaction — all or nothing.
+//
+// The file's first line is exactly Header. Every other line is one desired
+// row: notify_req_auth is true/false/yes/no/1/0 (any case), an empty
+// notify_auth_key or region_id is stored as NULL, and the row must pass
+// validate.Row, the same check a run applies, so that an imported row is one
+// the run can send. Bad lines are reported with their line number, column
+// and reason; no message ever holds a field's value other than a valid
+// domain name (an auth key could be in any column of a malformed line).
+package importer
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/reconcile/reconcile/internal/model"
+	"github.com/reconcile/reconcile/internal/validate"
+)
+
+// Header is the required first line of an import file.
+const Header = "domain_name,notify_url,notify_req_auth,notify_auth_key,region_id"
+
+// Columns are the names of the file's columns, in order.
+var Columns = strings.Split(Header, ",")
+
+// Column positions (0-based).
+const (
+	colDomain = iota
+	colURL
+	colReqAuth
+	colKey
+	colRegion
+)
+
+// Sentinel errors. Returned errors wrap them; test with errors.Is.
+var (
+	// ErrHeader: the file is empty or its first line is not Header.
+	ErrHeader = errors.New("the first line must be the header " + Header)
+	// ErrBadLines: the file has bad lines and the import was not told to
+	// skip them; nothing was written.
+	ErrBadLines = errors.New("bad line(s)")
+	// ErrRead: reading the input failed (not a problem of its content).
+	ErrRead = errors.New("reading the input failed")
+)
+
+// LineError is one bad line: where, and why. Its text never holds a field's
+// value except a valid domain name.
+type LineError struct {
+	// Line is the line number in the file (the header is line 1); for a
+	// record spanning several lines (a quoted field with line breaks), its
+	// first line.
+	Line int64 `json:"line"`
+	// Column is the 1-based column of the bad field; 0 when the problem is
+	// the line as a whole (wrong number of columns, broken quoting).
+	Column int `json:"column,omitempty"`
+	// Field is the column's name ("" when Column is 0).
+	Field string `json:"field,omitempty"`
+	// Domain is the line's domain_name when it is a valid one, else "".
+	Domain string `json:"domain,omitempty"`
+	// Reason says what is wrong.
+	Reason string `json:"reason"`
+}
+
+// Error implements error: `line 12, column 2 (notify_url) of "a.example.com": is empty`.
+func (e *LineError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "line %d", e.Line)
+	if e.Column > 0 {
+		fmt.Fprintf(&b, ", column %d (%s)", e.Column, e.Field)
+	}
+	if e.Domain != "" {
+		fmt.Fprintf(&b, " of %q", e.Domain)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+// Record is one line of the file.
+type Record struct {
+	// Line is the line number (see LineError.Line).
+	Line int64
+	// Row holds the desired values; Fingerprint, Applied and UpdatedAt are
+	// unset. For a bad line only Domain may be set (the first column as
+	// read, whatever it holds): callers must not print it.
+	Row model.Row
+}
+
+// Parser reads an import file record by record. Memory is bounded by the
+// longest record, not the file: the CSV reader reuses its record buffer.
+// A Parser is not safe for concurrent use.
+type Parser struct {
+	r *csv.Reader
+}
+
+// NewParser reads and checks the header line of r. It returns an error
+// wrapping ErrHeader when r is empty or its first line is not exactly
+// Header (a UTF-8 byte order mark before it is allowed), and ErrRead when r
+// fails.
+func NewParser(r io.Reader) (*Parser, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1 // counted by Next, to report the line and go on
+	cr.ReuseRecord = true
+	head, err := cr.Read()
+	var perr *csv.ParseError
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("%w (the input is empty)", ErrHeader)
+	case errors.As(err, &perr):
+		return nil, fmt.Errorf("%w (line 1: %v)", ErrHeader, perr.Err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	if len(head) > 0 {
+		head[0] = strings.TrimPrefix(head[0], "\uFEFF")
+	}
+	if strings.Join(head, ",") != Header || len(head) != len(Columns) {
+		return nil, fmt.Errorf("%w (line 1 has %d columns and is not it)", ErrHeader, len(head))
+	}
+	return &Parser{r: cr}, nil
+}
+
+// Next reads the next record. It returns the record and a nil *LineError
+// for a good line; the record (Line set, Row.Domain as read when there was
+// one) and a *LineError for a bad line; and io.EOF at the end of the input.
+// Any other error (wrapping ErrRead) means the input could not be read and
+// the rest is lost. A good record passes validate.Row. Empty lines are
+// skipped.
+func (p *Parser) Next() (Record, *LineError, error) {
+	fields, err := p.r.Read()
+	if err != nil {
+		var perr *csv.ParseError
+		if errors.As(err, &perr) {
+			// The reader has moved past the broken record; go on.
+			return Record{Line: int64(perr.StartLine)},
+				&LineError{Line: int64(perr.StartLine), Reason: "broken CSV quoting: " + perr.Err.Error() + fmt.Sprintf(" (at line %d, column %d)", perr.Line, perr.Column)}, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return Record{}, nil, io.EOF
+		}
+		return Record{}, nil, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	line, _ := p.r.FieldPos(0) // fields is never empty here: csv skips empty lines
+	rec := Record{Line: int64(line)}
+	rec.Row.Domain = fields[colDomain]
+	bad := func(col int, reason string) (Record, *LineError, error) {
+		le := &LineError{Line: rec.Line, Column: col + 1, Field: Columns[col], Reason: reason}
+		if validate.Domain(rec.Row.Domain) == "" {
+			le.Domain = rec.Row.Domain
+		}
+		return Record{Line: rec.Line, Row: model.Row{Domain: rec.Row.Domain}}, le, nil
+	}
+	if len(fields) != len(Columns) {
+		le := &LineError{Line: rec.Line, Reason: fmt.Sprintf("has %d columns, want %d (%s)", len(fields), len(Columns), Header)}
+		if validate.Domain(rec.Row.Domain) == "" {
+			le.Domain = rec.Row.Domain
+		}
+		return Record{Line: rec.Line, Row: model.Row{Domain: rec.Row.Domain}}, le, nil
+	}
+	reqAuth, ok := ParseBool(fields[colReqAuth])
+	if !ok {
+		return bad(colReqAuth, "must be true, false, yes, no, 1 or 0")
+	}
+	rec.Row.NotifyURL = fields[colURL]
+	rec.Row.ReqAuth = reqAuth
+	rec.Row.AuthKey = model.Secret(fields[colKey])
+	rec.Row.Region = fields[colRegion]
+	if err := validate.Row(rec.Row); err != nil {
+		var fe *validate.FieldError
+		if !errors.As(err, &fe) {
+			return bad(colDomain, err.Error())
+		}
+		col := colDomain
+		for i, name := range Columns {
+			if name == fe.Field {
+				col = i
+			}
+		}
+		return bad(col, fe.Reason)
+	}
+	return rec, nil, nil
+}
+
+// ParseBool reads notify_req_auth: true/yes/1 and false/no/0, in any case.
+// Anything else (the empty string included) is not ok.
+func ParseBool(s string) (v, ok bool) {
+	if len(s) > 5 {
+		return false, false
+	}
+	switch strings.ToLower(s) {
+	case "true", "yes", "1":
+		return true, true
+	case "false", "no", "0":
+		return false, true
+	}
+	return false, false
+}
+
+// storable reports whether s can be stored as text in Postgres (valid
+// UTF-8, no NUL byte).
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}

@@ -1,0 +1,198 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Formats of the report.
+const (
+	FormatTable = "table"
+	FormatJSON  = "json"
+	FormatCSV   = "csv"
+)
+
+// CSVHeader is the first line of the CSV form: one value per line, in long
+// ("tidy") form, so that every section fits one shape.
+const CSVHeader = "section,name,field,value"
+
+// maxMessage bounds a sample error message in the table, in runes.
+const maxMessage = 160
+
+// Write writes r in format (FormatTable, FormatJSON or FormatCSV).
+func (r Report) Write(w io.Writer, format string) error {
+	switch format {
+	case FormatTable, "":
+		return r.WriteTable(w)
+	case FormatJSON:
+		return r.WriteJSON(w)
+	case FormatCSV:
+		return r.WriteCSV(w)
+	}
+	return fmt.Errorf("report: unknown format %q", format)
+}
+
+// WriteJSON writes r as one indented JSON object (the fields of Report).
+func (r Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes r for people.
+func (r Report) WriteTable(out io.Writer) error {
+	run := r.Run
+	w := &bytes.Buffer{}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Run %d (%s): %s\n", run.ID, run.Kind, run.Status)
+	fmt.Fprintf(tw, "  started\t%s\n", run.StartedAt.UTC().Format(time.RFC3339))
+	if run.FinishedAt != nil {
+		fmt.Fprintf(tw, "  finished\t%s (took %s)\n", run.FinishedAt.UTC().Format(time.RFC3339), seconds(run.DurationSeconds))
+	} else {
+		fmt.Fprintf(tw, "  finished\tnot yet\n")
+	}
+	fmt.Fprintf(tw, "  requests\t%d (%d throttled), %.1f/s achieved; --rate %s, --concurrency %d\n",
+		r.Requests, r.Throttled, r.RequestsPerSecond, strconv.FormatFloat(run.Rate, 'f', -1, 64), run.Concurrency)
+	fmt.Fprintf(tw, "  host\t%s, reconcile %s\n", run.HostName, run.Version)
+	if run.Note != "" {
+		fmt.Fprintf(tw, "  note\t%s\n", oneLine(run.Note, 500))
+	}
+	fmt.Fprintln(tw)
+	_ = tw.Flush()
+
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-17s\tCOUNT\tATTEMPTS\tMAX ATTEMPTS\tFIRST\tLAST\t\n", "OUTCOME")
+	for _, o := range r.Outcomes {
+		first, last := "-", "-"
+		if o.FirstSeconds != nil {
+			first, last = "+"+seconds(*o.FirstSeconds), "+"+seconds(*o.LastSeconds)
+		}
+		fmt.Fprintf(tw, "%-17s\t%d\t%d\t%d\t%s\t%s\t\n", o.Outcome, o.Count, o.Attempts, o.MaxAttempts, first, last)
+	}
+	fmt.Fprintf(tw, "%-17s\t%d\t\t\t\t\t\n", "invalid_unchanged", r.InvalidUnchanged)
+	_ = tw.Flush()
+	fmt.Fprintf(w, "done %d, not done %d; invalid_unchanged rows were invalid before with the same values (counted, not re-sent)\n\n",
+		r.Done, r.NotDone)
+
+	if len(r.Failures) == 0 {
+		fmt.Fprintln(w, "No failures.")
+		return writeTrimmed(out, w.Bytes())
+	}
+	fmt.Fprintln(w, "FAILURES BY ERROR CODE")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "OUTCOME\tERROR CODE\tCOUNT\tSAMPLE DOMAINS\n")
+	for _, f := range r.Failures {
+		sample := strings.Join(f.SampleDomains, " ")
+		if int64(len(f.SampleDomains)) < f.Count {
+			sample += " …"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", f.Outcome, orNone(f.ErrorCode), f.Count, sample)
+		if f.SampleMessage != "" {
+			fmt.Fprintf(tw, "\t\t\te.g. %s\n", oneLine(f.SampleMessage, maxMessage))
+		}
+	}
+	_ = tw.Flush()
+	return writeTrimmed(out, w.Bytes())
+}
+
+// writeTrimmed writes text without the spaces tabwriter leaves at the end
+// of lines.
+func writeTrimmed(w io.Writer, text []byte) error {
+	var out bytes.Buffer
+	for _, l := range bytes.SplitAfter(text, []byte("\n")) {
+		nl := bytes.HasSuffix(l, []byte("\n"))
+		out.Write(bytes.TrimRight(l, " \n"))
+		if nl {
+			out.WriteByte('\n')
+		}
+	}
+	_, err := w.Write(out.Bytes())
+	return err
+}
+
+// WriteCSV writes r as CSVHeader and one line per value:
+//
+//	run,,status,succeeded
+//	outcome,applied,count,950
+//	failure,failed/Throttling.User,sample_domains,a.example.com b.example.com
+func (r Report) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	put := func(section, name, field, value string) { _ = cw.Write([]string{section, name, field, value}) }
+	_ = cw.Write(strings.Split(CSVHeader, ","))
+	run := r.Run
+	put("run", "", "id", strconv.FormatInt(run.ID, 10))
+	put("run", "", "kind", run.Kind)
+	put("run", "", "status", run.Status)
+	put("run", "", "started_at", run.StartedAt.UTC().Format(time.RFC3339Nano))
+	finished := ""
+	if run.FinishedAt != nil {
+		finished = run.FinishedAt.UTC().Format(time.RFC3339Nano)
+	}
+	put("run", "", "finished_at", finished)
+	put("run", "", "duration_seconds", float(run.DurationSeconds))
+	put("run", "", "rate", float(run.Rate))
+	put("run", "", "concurrency", strconv.Itoa(run.Concurrency))
+	put("run", "", "host_name", run.HostName)
+	put("run", "", "program_version", run.Version)
+	put("run", "", "note", run.Note)
+	put("run", "", "requests", strconv.FormatInt(r.Requests, 10))
+	put("run", "", "throttled", strconv.FormatInt(r.Throttled, 10))
+	put("run", "", "requests_per_second", float(r.RequestsPerSecond))
+	put("run", "", "done", strconv.FormatInt(r.Done, 10))
+	put("run", "", "not_done", strconv.FormatInt(r.NotDone, 10))
+	put("run", "", "invalid_unchanged", strconv.FormatInt(r.InvalidUnchanged, 10))
+	for _, o := range r.Outcomes {
+		put("outcome", o.Outcome, "count", strconv.FormatInt(o.Count, 10))
+		put("outcome", o.Outcome, "attempts", strconv.FormatInt(o.Attempts, 10))
+		put("outcome", o.Outcome, "max_attempts", strconv.FormatInt(o.MaxAttempts, 10))
+		if o.FirstSeconds != nil {
+			put("outcome", o.Outcome, "first_seconds", float(*o.FirstSeconds))
+			put("outcome", o.Outcome, "last_seconds", float(*o.LastSeconds))
+		}
+	}
+	for _, f := range r.Failures {
+		name := f.Outcome + "/" + f.ErrorCode
+		put("failure", name, "count", strconv.FormatInt(f.Count, 10))
+		put("failure", name, "sample_domains", strings.Join(f.SampleDomains, " "))
+		put("failure", name, "sample_message", f.SampleMessage)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func float(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// seconds prints a duration in seconds readably: 0.25s, 12.3s, 10m3s.
+func seconds(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// oneLine makes a stored message printable on one table line.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max-1]) + "…"
+	}
+	return strconv.Quote(s)
+}
