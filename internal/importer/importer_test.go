@@ -156,11 +156,20 @@ func TestImport(t *testing.T) {
 			},
 		},
 		{
-			name:     "replace with only the header empties the table",
+			name:     "replace with only the header is refused",
 			existing: existing,
 			opts:     Options{Replace: true},
-			want:     Result{Deleted: 4},
-			table:    map[string]desired{},
+			wantErr:  ErrEmptyReplace,
+			want:     Result{},
+		},
+		{
+			name:     "replace with only bad lines is refused, even with skip-invalid",
+			existing: existing,
+			file:     "x,https://h.example.com/x,false,,\n",
+			opts:     Options{Replace: true, SkipInvalid: true},
+			wantErr:  ErrEmptyReplace,
+			want:     Result{Lines: 1, Bad: 1},
+			bad:      []badWant{{2, "domain_name", "two labels"}},
 		},
 		{
 			name:     "a bad line stops everything",
