@@ -120,11 +120,15 @@ func (g *Gate) Reserve(now time.Time) time.Time {
 
 // Commit is called when the caller is about to send (after waiting for its
 // Reserve time). It returns 0 and records now as a send time when the
-// window allows a request at now; otherwise it records nothing and returns
-// how long to wait before calling Commit again.
+// window allows a request at now and no pause is on; otherwise it records
+// nothing and returns how long to wait before calling Commit again.
 func (g *Gate) Commit(now time.Time) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.pausedUntil.After(now) {
+		// A pause (retry hint, breaker) began after this caller reserved.
+		return g.pausedUntil.Sub(now)
+	}
 	if earliest := g.windowOpensLocked(); earliest.After(now) {
 		return earliest.Sub(now)
 	}
