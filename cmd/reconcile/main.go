@@ -70,10 +70,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			env.Logger = logging.New(stderr, logging.Options{Format: logFormat, Level: logLevel, Redactor: redactor})
 			err = app.Migrate(ctx, url, env)
 		}
-	case "run":
+	case "run", "verify":
+		head, pass := "usage: reconcile run [flags]", app.Run
+		if cmd == "verify" {
+			head = "usage: reconcile verify [flags]\nDescribes every desired domain and records in_sync, drifted or missing; changes nothing."
+			pass = app.Verify
+		}
 		var c config.Run
 		config.RunFlags(fs, &c)
-		if err = parse(fs, args, stderr, "usage: reconcile run [flags]"); err == nil {
+		if err = parse(fs, args, stderr, head); err == nil {
 			err = c.Validate()
 		}
 		if err == nil {
@@ -82,18 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				logOut = bar.Writer()
 			}
 			env.Logger = logging.New(logOut, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
-			err = app.Run(ctx, c, env)
+			err = pass(ctx, c, env)
 			bar.Finish()
-		}
-	case "verify":
-		var c config.Run
-		config.RunFlags(fs, &c)
-		if err = parse(fs, args, stderr, "usage: reconcile verify [flags]\nDescribes every desired domain and records in_sync, drifted or missing; changes nothing."); err == nil {
-			err = c.Validate()
-		}
-		if err == nil {
-			env.Logger = logging.New(stderr, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: redactor})
-			err = app.Verify(ctx, c, env)
 		}
 	case "import", "plan", "report":
 		return ops(ctx, cmd, fs, args, env)
