@@ -212,7 +212,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if err != nil {
 		return err
 	}
-	st := &store{pool: pool, deadline: c.DBRetryDeadline, redactor: env.Redactor,
+	st := &store{pool: pool, deadline: c.DBRetryDeadline,
 		onRetry: func(op string, err error) { log.Warn("database call failed; retrying", "op", op, "error", err) }}
 
 	if c.DryRun {
@@ -227,6 +227,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		Grace: c.Grace, PageSize: c.PageSize, FlushInterval: c.FlushInterval, FlushSize: c.FlushSize,
 		ProgressInterval: c.ProgressInterval, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
 		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
+		Secrets: env.Redactor,
 	}, st, client)
 	if env.Progress != nil {
 		env.Progress(apply.Progress{Done: sum.Done() + sum.Counts[model.OutcomeInvalid] + sum.Counts[model.OutcomeFailed],

@@ -8,7 +8,6 @@ import (
 
 	"github.com/reconcile/reconcile/internal/apply"
 	"github.com/reconcile/reconcile/internal/db"
-	"github.com/reconcile/reconcile/internal/logging"
 	"github.com/reconcile/reconcile/internal/model"
 )
 
@@ -19,13 +18,10 @@ const (
 )
 
 // store adapts package db to apply.Store: it retries retryable failures
-// (connection lost, server restarting) with backoff until deadline, and
-// registers every auth key it reads with the redactor so that no log line
-// can carry one.
+// (connection lost, server restarting) with backoff until deadline.
 type store struct {
 	pool     *pgxpool.Pool
 	deadline time.Duration
-	redactor *logging.Redactor
 	onRetry  func(op string, err error)
 }
 
@@ -58,7 +54,6 @@ func (s *store) PendingPage(ctx context.Context, after string, limit int) ([]mod
 		rows, err = db.PendingPage(ctx, s.pool, after, limit)
 		return err
 	})
-	s.register(rows)
 	return rows, err
 }
 
@@ -69,7 +64,6 @@ func (s *store) DesiredPage(ctx context.Context, after string, limit int) ([]mod
 		rows, err = db.DesiredPage(ctx, s.pool, after, limit)
 		return err
 	})
-	s.register(rows)
 	return rows, err
 }
 
@@ -91,15 +85,6 @@ func (s *store) CountPrune(ctx context.Context) (int64, error) {
 		return err
 	})
 	return n, err
-}
-
-// register tells the redactor every auth key read.
-func (s *store) register(rows []model.Row) {
-	for _, r := range rows {
-		if !r.AuthKey.IsZero() {
-			s.redactor.Add(r.AuthKey.Reveal())
-		}
-	}
 }
 
 // WriteOutcomes implements apply.Store. db.WriteOutcomes is idempotent per

@@ -25,7 +25,7 @@ func TestAdaptiveRateSharedBudget(t *testing.T) {
 			now := t0
 			var accepted []time.Time // accepted arrivals, for the server's window
 			type answer struct {
-				at        time.Time
+				sent, at  time.Time
 				throttled bool
 				hint      time.Duration
 			}
@@ -39,7 +39,7 @@ func TestAdaptiveRateSharedBudget(t *testing.T) {
 					a := inflight[0]
 					inflight = inflight[1:]
 					if a.throttled {
-						g.Throttled(a.at, a.hint)
+						g.Throttled(a.at, a.sent, a.hint)
 						at = g.Reserve(a.at) // re-book after the cut
 					}
 				}
@@ -52,7 +52,7 @@ func TestAdaptiveRateSharedBudget(t *testing.T) {
 				for i := len(accepted) - 1; i >= 0 && at.Sub(accepted[i]) < time.Second; i-- {
 					n++
 				}
-				a := answer{at: at.Add(latency)}
+				a := answer{sent: at, at: at.Add(latency)}
 				if n >= limit {
 					throttled++
 					a.throttled = true

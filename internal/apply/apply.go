@@ -114,6 +114,12 @@ type Options struct {
 	Stop <-chan struct{}
 	// Logger receives progress and per-row warnings.
 	Logger *slog.Logger
+	// Secrets, when set, is told each row's auth key while the row is being
+	// worked on (the log redactor), so that it can scrub it from any log line.
+	Secrets interface {
+		Hold(key string)
+		Release(key string)
+	}
 	// Progress, when set, is called every ProgressInterval instead of the
 	// progress log line (a terminal progress bar).
 	Progress func(Progress)

@@ -149,10 +149,12 @@ func (g *Gate) windowOpensLocked() time.Time {
 	return g.ring[g.head].Add(time.Second + WindowMargin)
 }
 
-// Throttled records a throttled answer at now: with adaptive pacing it cuts
-// the rate (at most once per AIMDCooldown), and it pauses every release until
+// Throttled records, at now, a throttled answer to a request sent at sent:
+// with adaptive pacing it cuts the rate, once per throttling episode — not
+// for requests sent before the last cut (they were paced by the old rate),
+// and at most once per AIMDCooldown — and it pauses every release until
 // now+retryAfter when the server gave a hint.
-func (g *Gate) Throttled(now time.Time, retryAfter time.Duration) {
+func (g *Gate) Throttled(now, sent time.Time, retryAfter time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if retryAfter > 0 {
@@ -160,7 +162,7 @@ func (g *Gate) Throttled(now time.Time, retryAfter time.Duration) {
 			g.pausedUntil = until
 		}
 	}
-	if !g.adaptive || !g.lastCut.IsZero() && now.Sub(g.lastCut) < AIMDCooldown {
+	if !g.adaptive || !g.lastCut.IsZero() && (sent.Before(g.lastCut) || now.Sub(g.lastCut) < AIMDCooldown) {
 		return
 	}
 	g.cur = math.Max(g.cur*AIMDDecrease, g.max*MinAdaptiveRate)

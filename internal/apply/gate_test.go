@@ -56,7 +56,7 @@ func TestGateNeverExceedsRate(t *testing.T) {
 				}
 				released = append(released, at)
 				if tt.adaptive && rnd.IntN(20) == 0 {
-					g.Throttled(at, 0)
+					g.Throttled(at, at, 0)
 				}
 			}
 			limit := int(tt.rate)
@@ -94,15 +94,15 @@ func TestGateSteadyRate(t *testing.T) {
 func TestGateAIMD(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
-	g.Throttled(now, 0)
+	g.Throttled(now, now, 0)
 	if got := g.Rate(); got != 30*AIMDDecrease {
 		t.Fatalf("after one throttle: rate %v, want %v", got, 30*AIMDDecrease)
 	}
-	g.Throttled(now.Add(100*time.Millisecond), 0) // within the cooldown: same burst
+	g.Throttled(now.Add(100*time.Millisecond), now.Add(100*time.Millisecond), 0) // within the cooldown: same burst
 	if got := g.Rate(); got != 30*AIMDDecrease {
 		t.Fatalf("throttle within cooldown changed the rate to %v", got)
 	}
-	g.Throttled(now.Add(AIMDCooldown), 0)
+	g.Throttled(now.Add(AIMDCooldown), now.Add(AIMDCooldown), 0)
 	want := 30 * AIMDDecrease * AIMDDecrease
 	if got := g.Rate(); got != want {
 		t.Fatalf("after second throttle: rate %v, want %v", got, want)
@@ -118,7 +118,8 @@ func TestGateAIMD(t *testing.T) {
 	}
 	// The floor.
 	for i := 0; i < 100; i++ {
-		g.Throttled(now.Add(time.Hour+time.Duration(i)*AIMDCooldown), 0)
+		at := now.Add(time.Hour + time.Duration(i)*AIMDCooldown)
+		g.Throttled(at, at, 0)
 	}
 	if got := g.Rate(); got != 30*MinAdaptiveRate {
 		t.Fatalf("floor: rate %v, want %v", got, 30*MinAdaptiveRate)
@@ -128,7 +129,7 @@ func TestGateAIMD(t *testing.T) {
 func TestGateNotAdaptive(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
-	g.Throttled(now, 0)
+	g.Throttled(now, now, 0)
 	if got := g.Rate(); got != 30 {
 		t.Fatalf("non-adaptive gate changed its rate to %v", got)
 	}
@@ -137,7 +138,7 @@ func TestGateNotAdaptive(t *testing.T) {
 func TestGateRetryAfterPauses(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
-	g.Throttled(now, 700*time.Millisecond)
+	g.Throttled(now, now, 700*time.Millisecond)
 	if at := g.Reserve(now); at.Before(now.Add(700 * time.Millisecond)) {
 		t.Fatalf("released at %v, before the retry hint", at.Sub(now))
 	}
@@ -206,5 +207,22 @@ func TestBackoff(t *testing.T) {
 		if a, b := x.Delay(i), y.Delay(i); a != b {
 			t.Fatalf("seeded backoffs differ: %v vs %v", a, b)
 		}
+	}
+}
+
+func TestGateOneCutPerEpisode(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := NewGate(30, true, 0.5)
+	g.Throttled(now, now.Add(-300*time.Millisecond), 0)
+	// Two seconds later, an answer to a request sent before that cut (a
+	// slow answer): the old rate's fault, already paid for.
+	g.Throttled(now.Add(2*time.Second), now.Add(-100*time.Millisecond), 0)
+	if got := g.Rate(); got != 30*AIMDDecrease {
+		t.Fatalf("rate %v after a throttle of a request sent before the cut, want %v", got, 30*AIMDDecrease)
+	}
+	// A request sent after the cut and throttled: a new episode.
+	g.Throttled(now.Add(2*time.Second), now.Add(1500*time.Millisecond), 0)
+	if got, want := g.Rate(), 30*AIMDDecrease*AIMDDecrease; got != want {
+		t.Fatalf("rate %v, want %v", got, want)
 	}
 }

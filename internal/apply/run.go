@@ -187,7 +187,13 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 					continue
 				}
 			}
-			p.Go(func() { do(row) })
+			p.Go(func() {
+				if key := row.AuthKey.Reveal(); key != "" && r.o.Secrets != nil {
+					r.o.Secrets.Hold(key)
+					defer r.o.Secrets.Release(key)
+				}
+				do(row)
+			})
 		}
 		if len(rows) < r.o.PageSize {
 			return nil
@@ -227,6 +233,7 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 		}
 		res.Attempts++
 		r.nRequests.Add(1)
+		sent := r.o.Now()
 		ans, err = f(r.requests)
 		now := r.o.Now()
 		class = live.Classify(err)
@@ -248,7 +255,7 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			if errors.As(err, &ae) {
 				hint = ae.RetryAfter
 			}
-			r.gate.Throttled(now, hint)
+			r.gate.Throttled(now, sent, hint)
 			delay = max(hint, r.backoff.Delay(res.Attempts))
 		case live.ClassTransient:
 			if r.requests.Err() != nil {

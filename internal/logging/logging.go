@@ -21,8 +21,8 @@ import (
 // for concurrent use.
 type Redactor struct {
 	mu      sync.RWMutex
-	fixed   []string            // AccessKey secret, STS token
-	keys    map[string]struct{} // notify_auth_keys (16–32 letters and digits)
+	fixed   []string       // AccessKey secret, STS token
+	keys    map[string]int // alphanumeric secrets of 16–32 chars (auth keys) → holders
 	minKey  int
 	maxKey  int
 	nonZero bool
@@ -30,7 +30,7 @@ type Redactor struct {
 
 // NewRedactor returns an empty Redactor.
 func NewRedactor() *Redactor {
-	return &Redactor{keys: make(map[string]struct{}), minKey: 16, maxKey: 32}
+	return &Redactor{keys: make(map[string]int), minKey: 16, maxKey: 32}
 }
 
 // Add registers secret values (empty ones are ignored). Values of 16–32
@@ -45,10 +45,36 @@ func (r *Redactor) Add(secrets ...string) {
 		}
 		r.nonZero = true
 		if len(s) >= r.minKey && len(s) <= r.maxKey && isAlnum(s) {
-			r.keys[s] = struct{}{}
+			r.keys[s]++
 			continue
 		}
 		r.fixed = append(r.fixed, s)
+	}
+}
+
+// Hold registers an auth key for as long as the row that carries it is being
+// worked on; Release undoes one Hold. The set thus holds the keys of rows in
+// flight only, and memory stays flat whatever the table size. (Values that
+// are not 16–32 letters and digits cannot be auth keys the API accepts, and
+// are ignored.)
+func (r *Redactor) Hold(key string) {
+	if len(key) < r.minKey || len(key) > r.maxKey || !isAlnum(key) {
+		return
+	}
+	r.mu.Lock()
+	r.keys[key]++
+	r.nonZero = true
+	r.mu.Unlock()
+}
+
+// Release undoes one Hold of key.
+func (r *Redactor) Release(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := r.keys[key]; n > 1 {
+		r.keys[key] = n - 1
+	} else {
+		delete(r.keys, key)
 	}
 }
 

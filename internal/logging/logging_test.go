@@ -47,3 +47,24 @@ func TestLoggerRedacts(t *testing.T) {
 		}
 	}
 }
+
+func TestHoldRelease(t *testing.T) {
+	r := NewRedactor()
+	r.Hold("heldKey123456789A")
+	r.Hold("heldKey123456789A")
+	r.Hold("short") // not an acceptable key: ignored
+	if got := r.Scrub("x heldKey123456789A"); got != "x [REDACTED]" {
+		t.Fatalf("held key not scrubbed: %q", got)
+	}
+	r.Release("heldKey123456789A")
+	if got := r.Scrub("heldKey123456789A"); got != "[REDACTED]" {
+		t.Fatalf("key released once of twice is no longer scrubbed: %q", got)
+	}
+	r.Release("heldKey123456789A")
+	if got := r.Scrub("heldKey123456789A"); got != "heldKey123456789A" {
+		t.Fatalf("released key still held: %q", got)
+	}
+	if len(r.keys) != 0 {
+		t.Fatalf("keys left after release: %d", len(r.keys))
+	}
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	neturl "net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// adminURL returns a working admin connection string: --database-url, or,
+// when it was not given and nothing answers there, what scripts/pg-up.sh
+// (installs and starts a local PostgreSQL) prints.
+func (b *bench) adminURL(ctx context.Context) (string, error) {
+	try := func(url string) error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(cctx, url)
+		if err != nil {
+			return err
+		}
+		return conn.Close(cctx)
+	}
+	err := try(b.o.databaseURL)
+	if err == nil {
+		return b.o.databaseURL, nil
+	}
+	if b.o.urlGiven {
+		return "", fmt.Errorf("connecting to --database-url: %w", err)
+	}
+	script := filepath.Join(b.modRoot, "scripts", "pg-up.sh")
+	b.logf("no Postgres at the default URL (%v); running %s", err, script)
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stderr = os.Stderr
+	out, serr := cmd.Output()
+	if serr != nil {
+		return "", fmt.Errorf("scripts/pg-up.sh: %w", serr)
+	}
+	url := strings.TrimSpace(string(out))
+	if err := try(url); err != nil {
+		return "", fmt.Errorf("connecting to %s: %w", redactURL(url), err)
+	}
+	return url, nil
+}
+
+// database is one scenario's fresh database.
+type database struct {
+	name, url string
+	b         *bench
+}
+
+// createDB creates bench_<scenario>_<rand> and migrates it with the real
+// binary.
+func (b *bench) createDB(ctx context.Context, scenario string) (*database, error) {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	d := &database{name: "bench_" + scenario + "_" + hex.EncodeToString(r[:]), b: b}
+	if err := b.adminExec(ctx, "CREATE DATABASE "+d.name); err != nil {
+		return nil, err
+	}
+	d.url = withDatabase(b.admin, d.name)
+	if err := b.runMigrate(ctx, d.url); err != nil {
+		d.drop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *database) drop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.b.adminExec(ctx, "DROP DATABASE IF EXISTS "+d.name+" WITH (FORCE)"); err != nil {
+		d.b.logf("!! dropping %s: %v", d.name, err)
+	}
+}
+
+func (b *bench) adminExec(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, b.admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
+// withDatabase returns the connection string s pointed at database name.
+func withDatabase(s, name string) string {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		if u, err := neturl.Parse(s); err == nil {
+			u.Path = "/" + name
+			return u.String()
+		}
+	}
+	return strings.TrimSpace(s + " dbname=" + name)
+}
+
+func (d *database) conn(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, d.url)
+}
+
+// exec runs statements on a short-lived connection (so that no bench
+// backend of the database is alive while the job runs).
+func (d *database) exec(ctx context.Context, sqls ...string) error {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, q := range sqls {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+// loadRows inserts n valid desired rows with generate_series (a third of
+// them with NotifyReqAuth and an auth key), then VACUUM ANALYZE.
+func (d *database) loadRows(ctx context.Context, n int) (time.Duration, error) {
+	t0 := time.Now()
+	err := d.exec(ctx, fmt.Sprintf(`INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key)
+SELECT 'live' || lpad(i::text, 7, '0') || '.bench.example.com',
+       'https://hooks.example.com/snapshot/' || i,
+       i %% 3 = 0,
+       CASE WHEN i %% 3 = 0 THEN 'benchKey' || lpad(i::text, 10, '0') END
+FROM generate_series(1, %d) AS i`, n), "VACUUM ANALYZE")
+	return time.Since(t0), err
+}
+
+// markDone records every desired row as applied by a synthetic run, the
+// way WriteOutcomes would (reconcile_outcomes + reconcile_domain_state),
+// with plain SQL.
+func (d *database) markDone(ctx context.Context) (time.Duration, error) {
+	t0 := time.Now()
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var hasRemote bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_name = 'reconcile_domain_state' AND column_name = 'remote_exists')`).Scan(&hasRemote); err != nil {
+		return 0, err
+	}
+	remoteCol, remoteVal := "", ""
+	if hasRemote {
+		remoteCol, remoteVal = ", remote_exists", ", true"
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var run int64
+		if err := tx.QueryRow(ctx, `INSERT INTO reconcile_runs (status, finished_at, applied, requests, rate, concurrency,
+			host_name, program_version, note)
+			SELECT 'succeeded', now(), count(*), count(*), 0, 0, 'bench', 'bench', 'bench: rows marked done with SQL'
+			FROM desired_snapshot_callbacks RETURNING id`).Scan(&run); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO reconcile_outcomes (run_id, domain_name, outcome, http_status, attempts, fingerprint)
+			SELECT $1, domain_name, 'applied', 200, 1, fingerprint FROM desired_snapshot_callbacks`, run); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO reconcile_domain_state (domain_name, last_outcome_id, last_run_id, last_outcome,
+			last_fingerprint, last_finished_at, done_fingerprint`+remoteCol+`)
+			SELECT domain_name, id, run_id, outcome, fingerprint, finished_at, fingerprint`+remoteVal+`
+			FROM reconcile_outcomes WHERE run_id = $1`, run)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("marking rows done: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// count returns the pending and done rows (snapshot_callback_status).
+func (d *database) count(ctx context.Context) (pending, done int64, err error) {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	err = conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pending), count(*) FILTER (WHERE done)
+		FROM snapshot_callback_status`).Scan(&pending, &done)
+	return pending, done, err
+}
+
+// explain returns EXPLAIN (ANALYZE, BUFFERS) of the job's pending-page query
+// with $1 = after and $2 = limit, as a custom plan (the parameters' values
+// known to the planner) or, with generic, the generic plan the job's
+// prepared statement may switch to after five executions.
+func (d *database) explain(ctx context.Context, sql, after string, limit int, generic bool) (string, error) {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	mode := "force_custom_plan"
+	if generic {
+		mode = "force_generic_plan"
+	}
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+		return "", err
+	}
+	rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+sql, after, limit)
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// pendingQuery is a copy of sqlPendingPage of internal/db/pending.go, used
+// when that file cannot be read; pendingSQL prefers the file's current text.
+const pendingQuery = `SELECT d.domain_name, d.notify_url, d.notify_req_auth, coalesce(d.notify_auth_key, ''),
+       coalesce(d.region_id, ''), d.fingerprint, d.updated_at, (s.done_fingerprint IS NOT NULL) AS ever_done
+FROM desired_snapshot_callbacks d
+LEFT JOIN reconcile_domain_state s ON s.domain_name = d.domain_name AND s.domain_name > $1
+WHERE d.domain_name > $1
+  AND reconcile_is_pending(d.fingerprint, s.last_outcome, s.last_fingerprint, s.done_fingerprint)
+ORDER BY d.domain_name
+LIMIT $2`
+
+// pendingSQL reads the constant sqlPendingPage from internal/db/pending.go
+// (so the EXPLAIN follows the job's query as it is now), falling back to
+// the copy above.
+func (b *bench) pendingSQL() (sql, source string) {
+	path := filepath.Join(b.modRoot, "internal", "db", "pending.go")
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err == nil {
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if n.Name != "sqlPendingPage" || i >= len(vs.Values) {
+						continue
+					}
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						if s, err := strconv.Unquote(lit.Value); err == nil {
+							return s, "internal/db/pending.go (sqlPendingPage, read at run time)"
+						}
+					}
+				}
+			}
+		}
+	}
+	return pendingQuery, "bench/pg.go (a copy of sqlPendingPage: internal/db/pending.go could not be parsed)"
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// machine describes where the benchmark ran.
+type machine struct {
+	NProc      int    `json:"nproc"`
+	CPUModel   string `json:"cpu_model"`
+	MemTotal   string `json:"mem_total"`
+	Kernel     string `json:"kernel"`
+	GoVersion  string `json:"go_version"`
+	PGVersion  string `json:"pg_version"`
+	LoadBefore string `json:"load_before"`
+}
+
+func (b *bench) machine(ctx context.Context) machine {
+	m := machine{NProc: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if out, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output(); err == nil {
+		m.GoVersion = strings.TrimSpace(string(out))
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(data), "\n")
+		if f := strings.Fields(line); len(f) >= 2 {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				m.MemTotal = fmt.Sprintf("%.1f GiB", kb/1024/1024)
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadBefore = strings.Join(strings.Fields(string(data))[:3], " ")
+	}
+	if conn, err := pgx.Connect(ctx, b.admin); err == nil {
+		var v string
+		if conn.QueryRow(ctx, "SELECT version()").Scan(&v) == nil {
+			m.PGVersion = v
+		}
+		conn.Close(ctx)
+	}
+	return m
+}
