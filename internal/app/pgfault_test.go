@@ -62,7 +62,7 @@ func (h *harness) checkDoneOnce() {
 	}
 	// The run counters agree with the outcome rows.
 	if n := h.count(`SELECT count(*) FROM reconcile_runs r WHERE r.applied + r.already_exists + r.updated + r.invalid + r.failed
-		<> (SELECT count(*) FROM reconcile_outcomes o WHERE o.run_id = r.id)`); n != 0 {
+		+ r.drifted + r.in_sync + r.missing + r.deleted <> (SELECT count(*) FROM reconcile_outcomes o WHERE o.run_id = r.id)`); n != 0 {
 		h.t.Fatalf("%d runs whose counters disagree with their outcome rows", n)
 	}
 }

@@ -43,7 +43,7 @@ func TestAdaptiveRateSharedBudget(t *testing.T) {
 						at = g.Reserve(a.at) // re-book after the cut
 					}
 				}
-				for d := g.Commit(at); d > 0; d = g.Commit(at) {
+				for d, _ := g.Commit(at); d > 0; d, _ = g.Commit(at) {
 					at = at.Add(d)
 				}
 				now, last = at, at

@@ -24,9 +24,10 @@ var (
 	ErrInterrupted = errors.New("interrupted")
 	// ErrLockLost: the run lock's connection was lost; dispatching stopped.
 	ErrLockLost = errors.New("run lock lost")
-	// ErrStore: outcomes could not be written (or pending rows read) within
-	// the retry deadline; dispatching stopped.
-	ErrStore = errors.New("database unavailable")
+	// ErrStore: outcomes could not be written (or pending rows read): the
+	// database refused, or stayed unreachable past the retry deadline;
+	// dispatching stopped.
+	ErrStore = errors.New("database error")
 	// ErrPruneLimit: --prune found more candidates than --prune-max; nothing
 	// was deleted.
 	ErrPruneLimit = errors.New("prune refused: more candidates than --prune-max")

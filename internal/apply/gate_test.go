@@ -51,7 +51,7 @@ func TestGateNeverExceedsRate(t *testing.T) {
 				if rnd.IntN(4) == 0 {
 					at = at.Add(time.Duration(rnd.IntN(30)) * time.Millisecond)
 				}
-				for d := g.Commit(at); d > 0; d = g.Commit(at) {
+				for d, _ := g.Commit(at); d > 0; d, _ = g.Commit(at) {
 					at = at.Add(d)
 				}
 				released = append(released, at)
@@ -77,7 +77,7 @@ func TestGateSteadyRate(t *testing.T) {
 	var first, last time.Time
 	for i := 0; i < 1800; i++ {
 		at := g.Reserve(now)
-		if d := g.Commit(at); d != 0 {
+		if d, _ := g.Commit(at); d != 0 {
 			t.Fatalf("Commit at the reserved time asks to wait %v", d)
 		}
 		if i == 0 {
@@ -224,5 +224,37 @@ func TestGateOneCutPerEpisode(t *testing.T) {
 	g.Throttled(now.Add(2*time.Second), now.Add(1500*time.Millisecond), 0)
 	if got, want := g.Rate(), 30*AIMDDecrease*AIMDDecrease; got != want {
 		t.Fatalf("rate %v, want %v", got, want)
+	}
+}
+
+func TestGateSentMovesTheWindow(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := NewGate(10, false, 0.5)
+	var first Send
+	for i := 0; i < 10; i++ {
+		at := g.Reserve(now)
+		_, s := g.Commit(at)
+		if i == 0 {
+			first = s
+			// The first request stalled 50 ms between Commit and the wire.
+			g.Sent(s, at.Add(50*time.Millisecond))
+		}
+	}
+	at := g.Reserve(now)
+	d, _ := g.Commit(at)
+	if got, want := at.Add(d), now.Add(50*time.Millisecond+time.Second+WindowMargin); !got.Equal(want) {
+		t.Fatalf("the 11th send may go at +%v, want +%v (1 s + margin after the first one really left)", got.Sub(now), want.Sub(now))
+	}
+	// A send that left the ring's memory is ignored.
+	for i := 0; i < 20; i++ {
+		at := g.Reserve(now.Add(time.Hour))
+		for d, _ := g.Commit(at); d > 0; d, _ = g.Commit(at) {
+			at = at.Add(d)
+		}
+	}
+	g.Sent(first, now.Add(2*time.Hour)) // must not corrupt a newer slot
+	at = g.Reserve(now.Add(3 * time.Hour))
+	if d, _ := g.Commit(at); d != 0 {
+		t.Fatalf("a stale Sent moved a newer send: wait %v", d)
 	}
 }

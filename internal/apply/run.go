@@ -212,6 +212,10 @@ func invalidResult(row model.Row, err error, now time.Time) model.Result {
 	return res
 }
 
+// errDeferred is what the send hook returns when the gate's window is full:
+// the request is not sent, and call sends it again after the wait.
+var errDeferred = errors.New("send deferred by the rate window")
+
 // errStopped is returned by call when the pass stopped before the row's
 // outcome was known: the row gets no outcome and stays pending.
 var errStopped = errors.New("stopped")
@@ -228,13 +232,44 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 		if res.Attempts > 0 {
 			r.nRetries.Add(1)
 		}
-		if r.acquire() != nil {
+		if r.wait(r.gate.Reserve(r.o.Now())) != nil {
 			return ans, live.ClassCanceled, errStopped
+		}
+		// The window guard records the send time from inside the client,
+		// right before the request goes to the network (live.WithSendHook).
+		// When the window is full the request is not sent: wait and build
+		// it again.
+		var sent time.Time
+		var deferBy time.Duration
+		var send Send
+		ctx := live.WithSendHook(r.requests, live.SendHook{
+			Before: func() error {
+				now := r.o.Now()
+				d, s := r.gate.Commit(now)
+				if d > 0 {
+					deferBy = d
+					return errDeferred
+				}
+				sent, send = now, s
+				return nil
+			},
+			Wrote: func() { r.gate.Sent(send, r.o.Now()) },
+		})
+		for {
+			ans, err = f(ctx)
+			if deferBy == 0 {
+				break
+			}
+			if r.wait(r.o.Now().Add(deferBy)) != nil {
+				return ans, live.ClassCanceled, errStopped
+			}
+			deferBy = 0
+		}
+		if sent.IsZero() {
+			sent = r.o.Now() // the client failed before sending
 		}
 		res.Attempts++
 		r.nRequests.Add(1)
-		sent := r.o.Now()
-		ans, err = f(r.requests)
 		now := r.o.Now()
 		class = live.Classify(err)
 		if pause := r.gate.Answered(now, class == live.ClassTransient); pause > 0 {
@@ -478,23 +513,6 @@ func (r *runner) finish(res model.Result, err error) {
 	}
 	r.nFinished.Add(1)
 	r.results <- res
-}
-
-// acquire blocks until the gate lets one request go, or dispatching stops.
-func (r *runner) acquire() error {
-	if err := r.wait(r.gate.Reserve(r.o.Now())); err != nil {
-		return err
-	}
-	for {
-		now := r.o.Now()
-		d := r.gate.Commit(now)
-		if d == 0 {
-			return nil
-		}
-		if err := r.wait(now.Add(d)); err != nil {
-			return err
-		}
-	}
 }
 
 // wait blocks until at, or until dispatching stops (then it returns an error).

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -29,6 +30,9 @@ const (
 	// APIRateLimit is the API's documented limit per account and operation;
 	// a higher --rate needs --allow-rate-above-limit.
 	APIRateLimit = 30.0
+	// MaxRate is the highest --rate accepted at all: the Gate remembers one
+	// send time per request of its 1-second window.
+	MaxRate = 100000.0
 	// DefaultConcurrency is the default most requests in flight.
 	DefaultConcurrency = 32
 	// DefaultMaxAttempts is the default attempts per row per run for retryable errors.
@@ -246,8 +250,8 @@ func Usage(w io.Writer, fs *flag.FlagSet, head string) {
 func (c *Run) Validate() error {
 	var errs []string
 	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if c.Rate <= 0 || c.Rate != c.Rate {
-		add("--rate must be above 0 (got %v)", c.Rate)
+	if !(c.Rate > 0) || math.IsInf(c.Rate, 0) || c.Rate > MaxRate {
+		add("--rate must be above 0 and at most %v (got %v)", MaxRate, c.Rate)
 	} else if c.Rate > APIRateLimit && !c.AllowRateAboveLimit {
 		add("--rate %v is above the API's limit of %v calls/s per account; give --allow-rate-above-limit if your quota was raised or you target a simulator", c.Rate, APIRateLimit)
 	}

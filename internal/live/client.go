@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,6 +381,29 @@ func (c *Client) mapError(ctx context.Context, op string, err error, st *callSta
 	return te
 }
 
+// ---- the send hook ----
+
+type sendHookKey struct{}
+
+// SendHook is called around the network send of one call's HTTP request.
+type SendHook struct {
+	// Before runs right before the request is handed to the network — after
+	// signing and building it — on the calling goroutine. When it returns an
+	// error the request is not sent and the call fails with a
+	// *TransportError.
+	Before func() error
+	// Wrote runs once the request has been written to the connection (it
+	// may run on another goroutine; not at all when writing failed).
+	Wrote func()
+}
+
+// WithSendHook returns a context for one call whose HTTP request runs hook,
+// so that a rate limiter can record the moment of sending as precisely as
+// the process can know it.
+func WithSendHook(ctx context.Context, hook SendHook) context.Context {
+	return context.WithValue(ctx, sendHookKey{}, hook)
+}
+
 // ---- the shared HTTP client ----
 
 // httpDoer implements dara.HttpClient over one shared *http.Client. The SDK
@@ -395,6 +419,18 @@ var _ dara.HttpClient = (*httpDoer)(nil)
 
 // Call implements dara.HttpClient.
 func (h *httpDoer) Call(req *http.Request, _ *http.Transport) (*http.Response, error) {
+	if hook, ok := req.Context().Value(sendHookKey{}).(SendHook); ok {
+		if hook.Before != nil {
+			if err := hook.Before(); err != nil {
+				return nil, err
+			}
+		}
+		if hook.Wrote != nil {
+			req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { hook.Wrote() },
+			}))
+		}
+	}
 	resp, err := h.c.Do(req)
 	if err != nil {
 		return nil, err
