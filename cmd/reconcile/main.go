@@ -127,12 +127,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 // panic value and the stack pass through the redactor, so no secret the
 // process knows can reach the output.
 func scrubPanic(r *logging.Redactor, stderr io.Writer) {
-	p := recover()
-	if p == nil {
-		return
+	if p := recover(); p != nil {
+		reportPanic(r, stderr, p, debug.Stack())
+		os.Exit(70)
 	}
-	fmt.Fprintf(stderr, "reconcile: panic: %s\n%s", r.Scrub(fmt.Sprint(p)), r.Scrub(string(debug.Stack())))
-	os.Exit(70)
+}
+
+// reportPanic writes panic value p and its stack through the redactor.
+func reportPanic(r *logging.Redactor, w io.Writer, p any, stack []byte) {
+	fmt.Fprintf(w, "reconcile: panic: %s\n%s", r.Scrub(fmt.Sprint(p)), r.Scrub(string(stack)))
 }
 
 // terminalBar returns a progress bar when stderr is a terminal and the log

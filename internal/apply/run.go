@@ -61,7 +61,7 @@ func Run(ctx context.Context, o Options, store Store, api API) (Summary, error) 
 		o: o, store: store, api: api, log: o.Logger,
 		gate:    NewGate(o.Rate, o.Adaptive, o.BreakerThreshold),
 		backoff: NewBackoff(o.BackoffBase, o.BackoffMax, o.Seed),
-		results: make(chan model.Result, 4*o.FlushSize),
+		results: make(chan model.Result, o.FlushSize), // room for one batch while the previous one is written
 	}
 	r.dispatch, r.stop = context.WithCancelCause(context.WithoutCancel(ctx))
 	requests, abandon := context.WithCancel(context.WithoutCancel(ctx))
