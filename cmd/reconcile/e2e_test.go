@@ -325,8 +325,9 @@ func TestWrongSecretExits2(t *testing.T) {
 			f.secret = wrong
 			rows := genRows("w", 500)
 			f.insert(rows)
-			p := f.start(nil, "run", "--concurrency", "32", "--rate", "200", "--allow-rate-above-limit",
-				"--signature-algorithm", alg)
+			// The default --rate (25/s: a request every 40 ms) with full
+			// concurrency: the first refusal must stop the rest.
+			p := f.start(nil, "run", "--concurrency", "32", "--signature-algorithm", alg)
 			// Fail fast rather than wait for a job that goes on sending.
 			f.waitFor("the run to end", nil, func() bool { return p.exited() || f.sim.Stats().Total > 5 })
 			if n := f.sim.Stats().Total; n > 5 {
