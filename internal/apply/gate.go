@@ -91,7 +91,7 @@ func NewGate(r float64, adaptive bool, breakerThreshold float64) *Gate {
 		n = 1
 	}
 	return &Gate{
-		lim:         rate.NewLimiter(rate.Limit(r), 1),
+		lim:         rate.NewLimiter(bucketRate(r), 1),
 		max:         r,
 		cur:         r,
 		adaptive:    adaptive,
@@ -195,7 +195,7 @@ func (g *Gate) Throttled(now, sent time.Time, retryAfter time.Duration) {
 		return
 	}
 	g.cur = math.Max(g.cur*AIMDDecrease, g.max*MinAdaptiveRate)
-	g.lim.SetLimitAt(now, rate.Limit(g.cur))
+	g.lim.SetLimitAt(now, bucketRate(g.cur))
 	g.lastCut, g.lastGrow = now, now
 }
 
@@ -211,7 +211,7 @@ func (g *Gate) grow(now time.Time) {
 		return
 	}
 	g.cur = math.Min(g.max, g.cur+AIMDIncrease*elapsed.Seconds())
-	g.lim.SetLimitAt(now, rate.Limit(g.cur))
+	g.lim.SetLimitAt(now, bucketRate(g.cur))
 	g.lastGrow = now
 }
 
@@ -251,6 +251,16 @@ func (g *Gate) Answered(now time.Time, failure bool) time.Duration {
 	g.ansCount, g.ansHead, g.failures = 0, 0, 0
 	g.trips++
 	return pause
+}
+
+// bucketRate is the token bucket's rate for a Gate rate r: the rate the
+// window guard can sustain (r requests per 1 s + WindowMargin), so that
+// requests are spaced evenly and the guard only catches what pacing alone
+// would let through (after a change of rate, a late caller). A bucket at r
+// itself would run ahead of the guard, and every request would then be
+// turned back at the window and built again.
+func bucketRate(r float64) rate.Limit {
+	return rate.Limit(r * float64(time.Second) / float64(time.Second+WindowMargin))
 }
 
 // Rate returns the current rate (the configured one unless adaptive pacing
