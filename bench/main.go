@@ -11,8 +11,14 @@
 // (adaptive rate under a shared budget, with and without a retry hint),
 // overhead (the job's machinery without latency), big (1,000,000 desired
 // rows: dry run, rerun when done, EXPLAIN of the pending query), baseline (a
-// naive one-row-at-a-time reference, compared with scenario rate). --quick
-// shrinks every N for a smoke run. See BENCHMARKS.md for what each measures.
+// naive one-row-at-a-time reference, compared with scenario rate), faults
+// (the API fault matrix of issue #3: every fault at once, the job rerun
+// until it exits 0). --quick shrinks every N for a smoke run. See
+// BENCHMARKS.md for what each measures.
+//
+// --from-json a.json,b.json renders the report from the --json files of
+// several invocations (say, one scenario measured again): their scenarios
+// are merged, a later file's replacing an earlier one's of the same name.
 //
 // It is a main package without tests: `go test ./...` only compiles it.
 package main
@@ -33,7 +39,7 @@ import (
 )
 
 // Scenario names, in the order `all` runs them.
-var allScenarios = []string{"rate", "scale", "shared", "overhead", "big", "baseline"}
+var allScenarios = []string{"rate", "scale", "shared", "overhead", "big", "baseline", "faults"}
 
 // defaultDatabaseURL is the admin connection string when --database-url is
 // not given.
@@ -43,11 +49,12 @@ const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 type sizes struct {
 	Rate, Scale, Shared, Overhead, Big int
 	BaselineFor                        time.Duration
+	Faults                             int `json:",omitempty"`
 }
 
 var (
-	fullSizes  = sizes{Rate: 1800, Scale: 30000, Shared: 1800, Overhead: 100000, Big: 1000000, BaselineFor: 60 * time.Second}
-	quickSizes = sizes{Rate: 300, Scale: 5000, Shared: 300, Overhead: 10000, Big: 100000, BaselineFor: 15 * time.Second}
+	fullSizes  = sizes{Rate: 1800, Scale: 30000, Shared: 1800, Overhead: 100000, Big: 1000000, BaselineFor: 60 * time.Second, Faults: 10000}
+	quickSizes = sizes{Rate: 300, Scale: 5000, Shared: 300, Overhead: 10000, Big: 100000, BaselineFor: 15 * time.Second, Faults: 2000}
 )
 
 type options struct {
@@ -79,7 +86,7 @@ func realMain(args []string) int {
 	fs.StringVar(&scen, "scenario", "all", "all, or a comma-separated list of: "+strings.Join(allScenarios, ", "))
 	fs.StringVar(&o.out, "out", "", "write the markdown report to this file (default: stdout)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the raw measurements as JSON to this file")
-	fs.StringVar(&o.fromJSON, "from-json", "", "render the markdown from a --json file instead of measuring")
+	fs.StringVar(&o.fromJSON, "from-json", "", "render the markdown from a --json file instead of measuring; a comma-separated list merges several (a later file's scenario replaces an earlier one's); with --json, the merged data is written there")
 	fs.StringVar(&o.databaseURL, "database-url", defaultDatabaseURL, "admin connection string; each scenario creates and drops its own database on that server")
 	fs.BoolVar(&o.quick, "quick", false, "shrink every N for a smoke run (figures are not representative)")
 	fs.StringVar(&o.bin, "reconcile-bin", "", "use this reconcile binary instead of building ./cmd/reconcile")
@@ -160,21 +167,138 @@ func realMain(args []string) int {
 }
 
 func renderFromJSON(o options) int {
-	data, err := os.ReadFile(o.fromJSON)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-		return 1
+	var parts []*result
+	files := strings.Split(o.fromJSON, ",")
+	for _, f := range files {
+		f = strings.TrimSpace(f)
+		data, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+		var res result
+		if err := json.Unmarshal(data, &res); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", f, err)
+			return 1
+		}
+		parts = append(parts, &res)
 	}
-	var res result
-	if err := json.Unmarshal(data, &res); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %s: %v\n", o.fromJSON, err)
-		return 1
+	res := parts[0]
+	if len(parts) > 1 {
+		cmd := "go run ./bench --from-json " + strings.Join(files, ",")
+		if o.out != "" {
+			cmd += " --out " + filepath.Base(o.out)
+		}
+		res = mergeResults(parts, cmd, o.out)
+		if o.jsonOut != "" {
+			if data, err := json.MarshalIndent(res, "", "  "); err == nil {
+				if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				}
+			}
+		}
 	}
-	if err := writeReport(o.out, &res); err != nil {
+	if err := writeReport(o.out, res); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// mergeResults merges the results of several invocations: the scenarios
+// of all (a later part's replacing an earlier one's of the same id), in
+// the order of allScenarios, the machine of the first, and each part's
+// command, code, date and time in Parts. Command becomes the one
+// invocation that measures every merged scenario.
+func mergeResults(parts []*result, mergeCmd, out string) *result {
+	res := &result{Machine: parts[0].Machine, Started: parts[0].Started, Sizes: parts[0].Sizes, MergedBy: mergeCmd}
+	byID := map[string]*scenarioResult{}
+	for _, p := range parts {
+		res.Quick = res.Quick || p.Quick
+		res.Total += p.Total
+		if p.Started.Before(res.Started) {
+			res.Started = p.Started
+		}
+		res.Sizes.fill(p.Sizes)
+		if len(p.Parts) > 0 {
+			res.Parts = append(res.Parts, p.Parts...)
+		} else {
+			var ids []string
+			for _, s := range p.Scenarios {
+				ids = append(ids, s.ID)
+			}
+			res.Parts = append(res.Parts, resultPart{Command: p.Command, Code: p.Code, Started: p.Started,
+				Total: p.Total, Scenarios: ids, LoadBefore: p.Machine.LoadBefore})
+		}
+		for _, s := range p.Scenarios {
+			byID[s.ID] = s
+		}
+	}
+	var ids []string
+	for _, id := range allScenarios {
+		if s := byID[id]; s != nil {
+			res.Scenarios = append(res.Scenarios, s)
+			ids = append(ids, id)
+			delete(byID, id)
+		}
+	}
+	for _, s := range byID { // ids this program no longer knows, last
+		res.Scenarios = append(res.Scenarios, s)
+	}
+	codes := map[string]bool{}
+	for _, p := range res.Parts {
+		codes[p.Code] = true
+	}
+	if len(codes) == 1 {
+		res.Code = res.Parts[0].Code
+	}
+	list := strings.Join(ids, ",")
+	if len(ids) == len(allScenarios) {
+		list = "all"
+	}
+	res.Command = rewriteCommand(parts[0].Command, list, out)
+	return res
+}
+
+// fill sets the zero sizes of z from o (a part measured with a program
+// that knew more scenarios).
+func (z *sizes) fill(o sizes) {
+	for _, f := range []struct{ dst, src *int }{{&z.Rate, &o.Rate}, {&z.Scale, &o.Scale}, {&z.Shared, &o.Shared},
+		{&z.Overhead, &o.Overhead}, {&z.Big, &o.Big}, {&z.Faults, &o.Faults}} {
+		if *f.dst == 0 {
+			*f.dst = *f.src
+		}
+	}
+	if z.BaselineFor == 0 {
+		z.BaselineFor = o.BaselineFor
+	}
+}
+
+// rewriteCommand returns cmd (a bench command line as command() writes it)
+// with the --scenario value replaced by list and the --out value by out's
+// base name (dropped when out is empty).
+func rewriteCommand(cmd, list, out string) string {
+	f := strings.Fields(cmd)
+	var w []string
+	for i := 0; i < len(f); i++ {
+		switch f[i] {
+		case "--scenario":
+			w = append(w, f[i], list)
+			i++
+			continue
+		case "--out":
+			i++
+			continue
+		}
+		w = append(w, f[i])
+	}
+	if !slices.Contains(w, "--scenario") {
+		w = append(w, "--scenario", list)
+	}
+	if out != "" {
+		w = append(w, "--out", filepath.Base(out))
+	}
+	return strings.Join(w, " ")
 }
 
 func writeReport(out string, res *result) error {
@@ -224,6 +348,8 @@ func (b *bench) runAll(ctx context.Context) *result {
 			err = b.scenarioBig(ctx, sr)
 		case "baseline":
 			err = b.scenarioBaseline(ctx, sr, res)
+		case "faults":
+			err = b.scenarioFaults(ctx, sr)
 		}
 		sr.Elapsed = time.Since(t0)
 		if err != nil {

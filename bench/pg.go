@@ -129,16 +129,17 @@ func (d *database) exec(ctx context.Context, sqls ...string) error {
 	return nil
 }
 
-// loadRows inserts n valid desired rows with generate_series (a third of
-// them with NotifyReqAuth and an auth key), then VACUUM ANALYZE.
-func (d *database) loadRows(ctx context.Context, n int) (time.Duration, error) {
+// loadRows inserts n valid desired rows with generate_series (every
+// authEvery-th of them with NotifyReqAuth and an 18-character auth key),
+// then VACUUM ANALYZE.
+func (d *database) loadRows(ctx context.Context, n, authEvery int) (time.Duration, error) {
 	t0 := time.Now()
 	err := d.exec(ctx, fmt.Sprintf(`INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key)
 SELECT 'live' || lpad(i::text, 7, '0') || '.bench.example.com',
        'https://hooks.example.com/snapshot/' || i,
-       i %% 3 = 0,
-       CASE WHEN i %% 3 = 0 THEN 'benchKey' || lpad(i::text, 10, '0') END
-FROM generate_series(1, %d) AS i`, n), "VACUUM ANALYZE")
+       i %% %[2]d = 0,
+       CASE WHEN i %% %[2]d = 0 THEN 'benchKey' || lpad(i::text, 10, '0') END
+FROM generate_series(1, %[1]d) AS i`, n, authEvery), "VACUUM ANALYZE")
 	return time.Since(t0), err
 }
 
@@ -198,6 +199,27 @@ func (d *database) count(ctx context.Context) (pending, done int64, err error) {
 	err = conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pending), count(*) FILTER (WHERE done)
 		FROM snapshot_callback_status`).Scan(&pending, &done)
 	return pending, done, err
+}
+
+// latestOutcomes returns every desired row's latest outcome
+// (snapshot_callback_status; "" when never attempted).
+func (d *database) latestOutcomes(ctx context.Context) (map[string]string, error) {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT domain_name, coalesce(outcome, '') FROM snapshot_callback_status`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var domain, outcome string
+	_, err = pgx.ForEachRow(rows, []any{&domain, &outcome}, func() error {
+		out[domain] = outcome
+		return nil
+	})
+	return out, err
 }
 
 // explain returns EXPLAIN (ANALYZE, BUFFERS) of the job's pending-page query

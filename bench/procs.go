@@ -129,17 +129,34 @@ type simSpec struct {
 	LatencyMedian time.Duration `json:"latency_median"`
 	LatencyP99    time.Duration `json:"latency_p99"`
 	RetryAfter    bool          `json:"retry_after_header"`
-	Seed          int64         `json:"seed"`
+	// Fault probabilities per accepted request (livesim.Faults).
+	ServerError float64 `json:"fault_server_error,omitempty"`
+	Reset       float64 `json:"fault_reset,omitempty"`
+	Hang        float64 `json:"fault_hang,omitempty"`
+	LostAnswer  float64 `json:"fault_lost_answer,omitempty"`
+	Seed        int64   `json:"seed"`
 }
 
 func (s simSpec) args() []string {
 	a := []string{"--limit", strconv.Itoa(s.Limit), "--latency-median", s.LatencyMedian.String(),
-		"--latency-p99", s.LatencyP99.String(), "--seed", strconv.FormatInt(s.Seed, 10)}
+		"--latency-p99", s.LatencyP99.String()}
+	for _, f := range []struct {
+		flag string
+		p    float64
+	}{{"--fault-server-error", s.ServerError}, {"--fault-reset", s.Reset}, {"--fault-hang", s.Hang}, {"--fault-lost-answer", s.LostAnswer}} {
+		if f.p > 0 {
+			a = append(a, f.flag, strconv.FormatFloat(f.p, 'g', -1, 64))
+		}
+	}
+	a = append(a, "--seed", strconv.FormatInt(s.Seed, 10))
 	if s.RetryAfter {
 		a = append(a, "--retry-after-header")
 	}
 	return a
 }
+
+// faultShare is the probability that an accepted request meets a fault.
+func (s simSpec) faultShare() float64 { return s.ServerError + s.Reset + s.Hang + s.LostAnswer }
 
 // String is the flags as a reader would type them.
 func (s simSpec) String() string {
@@ -248,6 +265,33 @@ func (p *simProc) fetchLog(ctx context.Context) ([]livesim.Entry, error) {
 	}
 }
 
+// simState is the part of GET /_sim/state the bench reads.
+type simState struct {
+	Configs        map[string]json.RawMessage `json:"configs"`
+	SuccessfulAdds map[string]int             `json:"successful_adds"`
+}
+
+// fetchState reads GET /_sim/state.
+func (p *simProc) fetchState(ctx context.Context) (*simState, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/_sim/state", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET /_sim/state: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /_sim/state: %s", resp.Status)
+	}
+	var st simState
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, fmt.Errorf("GET /_sim/state: %w", err)
+	}
+	return &st, nil
+}
+
 // stop sends SIGTERM (the simulator shuts down cleanly) and waits; it kills
 // the process after 10s.
 func (p *simProc) stop() {
@@ -277,6 +321,9 @@ type jobRun struct {
 	// RateLimits are the current_rate_limit values of the job's progress
 	// lines (one per --progress-interval), in order.
 	RateLimits []float64 `json:"rate_limits,omitempty"`
+	// BreakerPauses counts the job's "circuit breaker" warnings (dispatch
+	// paused after too many failed answers).
+	BreakerPauses int `json:"breaker_pauses,omitempty"`
 }
 
 // CPU is the job's utime+stime.
@@ -337,7 +384,7 @@ func (b *bench) runJob(ctx context.Context, name, url, endpoint string, args []s
 		return nil, fmt.Errorf("reconcile run: %s", lr.Err)
 	}
 	j := &jobRun{Args: redactArgs(full), Exit: lr.Exit, Wall: lr.Wall, UserCPU: lr.User, SysCPU: lr.Sys, MaxRSSKiB: lr.MaxRSSKiB}
-	j.Summary, j.RateLimits = scanJobLog(logPath)
+	j.Summary, j.RateLimits, j.BreakerPauses = scanJobLog(logPath)
 	if ctx.Err() != nil {
 		return j, fmt.Errorf("reconcile run did not finish within %s (log: %s)", jobTimeout, logPath)
 	}
@@ -418,18 +465,20 @@ func (b *bench) logWriter(f *os.File) io.Writer {
 }
 
 // scanJobLog returns the last "summary" (or "dry run summary") JSON log
-// line of the job's stderr and the current_rate_limit of its progress lines.
-func scanJobLog(path string) (summary map[string]any, limits []float64) {
+// line of the job's stderr, the current_rate_limit of its progress lines
+// and how many times the circuit breaker paused dispatching.
+func scanJobLog(path string) (summary map[string]any, limits []float64, breaker int) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil
+		return nil, nil, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if !bytes.Contains(line, []byte("summary")) && !bytes.Contains(line, []byte("current_rate_limit")) {
+		if !bytes.Contains(line, []byte("summary")) && !bytes.Contains(line, []byte("current_rate_limit")) &&
+			!bytes.Contains(line, []byte("circuit breaker")) {
 			continue
 		}
 		var m map[string]any
@@ -442,8 +491,11 @@ func scanJobLog(path string) (summary map[string]any, limits []float64) {
 		if v, ok := m["current_rate_limit"].(float64); ok {
 			limits = append(limits, v)
 		}
+		if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "circuit breaker") {
+			breaker++
+		}
 	}
-	return summary, limits
+	return summary, limits, breaker
 }
 
 func redactArgs(args []string) []string {

@@ -3,9 +3,13 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/reconcile/reconcile/internal/livesim"
+	"github.com/reconcile/reconcile/internal/model"
 )
 
 // Targets of issue #4.
@@ -67,6 +71,11 @@ func render(res *result) string {
 			sec = renderBig(s)
 		case "baseline":
 			sec = renderBaseline(s, res.scenario("rate"))
+		case "faults":
+			sec = renderFaults(s)
+		default:
+			sec = newSection(99, "Scenario "+s.ID)
+			sec.notes = []string{"This program does not know how to report this scenario."}
 		}
 		if s.Err != "" {
 			sec.notes = append([]string{"**The scenario did not complete:** `" + s.Err + "`"}, sec.notes...)
@@ -87,11 +96,25 @@ func render(res *result) string {
 		p("> **This is a `--quick` smoke run with shrunken N: its figures are not the benchmark's.**\n\n")
 	}
 	p("## The command\n\n```sh\n%s\n```\n\n", res.Command)
+	if len(res.Parts) > 1 {
+		p("The figures below were measured by %d invocations and merged with `%s` (a later invocation's\n", len(res.Parts), res.MergedBy)
+		p("scenario replaces an earlier one's); the command above measures all of them in one go:\n\n")
+		for _, pt := range res.Parts {
+			p("- `%s` (scenarios %s): started %s, took %s, load average %s at the start", pt.Command,
+				strings.Join(pt.Scenarios, ", "), pt.Started.Format("2006-01-02 15:04 MST"), pt.Total.Round(time.Second), pt.LoadBefore)
+			if res.Code == "" && pt.Code != "" {
+				p("; code: %s", pt.Code)
+			}
+			p("\n")
+		}
+		p("\n")
+	}
 	p("On a fresh machine of this kind it needs only Go and the repository: when nothing answers at the default\n")
 	p("`--database-url` (postgres://postgres@127.0.0.1:5432/postgres) it runs `scripts/pg-up.sh`, which installs\n")
 	p("PostgreSQL with apt and starts it. `--quick` shrinks every N for a smoke run; `--scenario rate,scale,…` runs a\n")
 	p("subset (one of %s); `--json FILE` saves the raw measurements and `--from-json FILE` re-renders this\n", "`"+strings.Join(allScenarios, "`, `")+"`")
-	p("file from them; `-v` copies the job's and the simulator's logs to stderr; `--keep` keeps the temporary directory\n")
+	p("file from them (`--from-json a.json,b.json` merges the files of several invocations, a later file's scenario\n")
+	p("replacing an earlier one's, and with `--json` saves the merged data); `-v` copies the job's and the simulator's logs to stderr; `--keep` keeps the temporary directory\n")
 	p("(binaries, the job's and the simulator's logs, each run's request log as NDJSON); `--job-env GODEBUG=gctrace=1`\n")
 	p("passes a variable to the job for a diagnosis. Before each measured run it waits up to `--quiet-wait` (45 s) for\n")
 	p("other processes to use less than a quarter of the CPUs, since the machine may be shared. A full run takes about\n")
@@ -104,10 +127,22 @@ func render(res *result) string {
 	if res.Code != "" {
 		p("| code measured | %s |\n", res.Code)
 	}
-	p("| date | %s |\n| load average at the start | %s |\n", res.Started.Format("2006-01-02 15:04 MST"), m.LoadBefore)
-	p("| benchmark time | %s |\n", res.Total.Round(time.Second))
-	p("| N (rows) | rate %d, scale %d, shared %d (×2), overhead %d (×2), big %d; baseline: %s budget |\n\n",
-		res.Sizes.Rate, res.Sizes.Scale, res.Sizes.Shared, res.Sizes.Overhead, res.Sizes.Big, res.Sizes.BaselineFor)
+	if len(res.Parts) > 1 {
+		if res.Code == "" {
+			p("| code measured | per invocation, see \"The command\" |\n")
+		}
+		p("| date | %s (the first invocation; see \"The command\") |\n| load average at the start | %s |\n", res.Started.Format("2006-01-02 15:04 MST"), m.LoadBefore)
+		p("| benchmark time | %s (the invocations together) |\n", res.Total.Round(time.Second))
+	} else {
+		p("| date | %s |\n| load average at the start | %s |\n", res.Started.Format("2006-01-02 15:04 MST"), m.LoadBefore)
+		p("| benchmark time | %s |\n", res.Total.Round(time.Second))
+	}
+	faultsN := ""
+	if res.Sizes.Faults > 0 {
+		faultsN = fmt.Sprintf("; faults %d (the job rerun until it exits 0, at most %d runs)", res.Sizes.Faults, faultsMaxRuns)
+	}
+	p("| N (rows) | rate %d, scale %d, shared %d (×2), overhead %d (×2), big %d; baseline: %s budget%s |\n\n",
+		res.Sizes.Rate, res.Sizes.Scale, res.Sizes.Shared, res.Sizes.Overhead, res.Sizes.Big, res.Sizes.BaselineFor, faultsN)
 
 	p("## Results at a glance\n\n| scenario | metric | target | measured | result |\n| --- | --- | --- | --- | --- |\n")
 	for _, s := range sections {
@@ -606,6 +641,135 @@ func renderBaseline(s *scenarioResult, rate *scenarioResult) *section {
 		"Per row, the naive loop costs Postgres far more than reconcile does (one autocommitted statement per outcome: a transaction and a WAL flush each, against one `unnest` statement per batch of up to 1,000).",
 	}
 	return sec
+}
+
+func renderFaults(s *scenarioResult) *section {
+	sec := newSection(7, "Fault matrix")
+	fm := s.Faults
+	var first *runMeasure
+	if len(s.Runs) > 0 {
+		first = s.Runs[0]
+	}
+	spec := faultsSim
+	if first != nil {
+		spec = first.Sim
+	}
+	p := spec.faultShare()
+	sec.setup = []string{
+		fmt.Sprintf("%s desired rows (a quarter with `notify_req_auth` and an 18-character auth key), a fresh database; one simulator for every run, `%s`, which keeps its configs from run to run as the cloud would; then `%s`, again and again until it exits 0 (at most %d runs; `--concurrency` stays at its default, 32). The faults are drawn per accepted request: %.0f%% are answered 500 or 503 and %.0f%% have their connection reset (nothing applied), %.0f%% are never answered (nothing applied; the job's 200 ms request timeout ends the wait), and %.0f%% are applied but their answer is dropped (the job sees a transport error although the config was created), so %.0f%% of all attempts fail.",
+			commas(s.Rows), spec, jobCmd(first), faultsMaxRuns, 100*spec.ServerError, 100*spec.Reset, 100*spec.Hang, 100*spec.LostAnswer, 100*p),
+	}
+	if fm == nil || first == nil || first.Job == nil {
+		return missing(sec)
+	}
+	last := s.Runs[len(s.Runs)-1]
+	lastExit := -1
+	if last.Job != nil {
+		lastExit = last.Job.Exit
+	}
+	var maxRSS int64
+	var rss, walls, exits, per []string
+	breaker := 0
+	for i, m := range s.Runs {
+		if m.Job == nil {
+			continue
+		}
+		maxRSS = max(maxRSS, m.Job.MaxRSSKiB)
+		rss = append(rss, mib(m.Job.MaxRSSKiB))
+		walls = append(walls, secs(m.Job.Wall))
+		exits = append(exits, fmt.Sprint(m.Job.Exit))
+		breaker += m.Job.BreakerPauses
+		per = append(per, fmt.Sprintf("run %d: %s requests, max %d in 1 s, %s → %s rows pending, exit %d", i+1, commas(m.Requests),
+			m.MaxWindow, commas(m.Rows), commas(int(m.PendingAfter)), m.Job.Exit))
+	}
+	allDone := fm.PendingAfter == 0 && fm.DoneAfter == int64(s.Rows) && lastExit == 0
+	doubles := fmt.Sprint(fm.DoubleAdds)
+	if len(fm.DoubleAddSample) > 0 {
+		doubles += " (e.g. " + strings.Join(fm.DoubleAddSample, ", ") + ")"
+	}
+	sec.checks = append(sec.checks,
+		target("every row done at the end", fmt.Sprintf("%s of %s, the last run exits 0", commas(s.Rows), commas(s.Rows)),
+			fmt.Sprintf("%s done, %d pending; the last run exits %d", commas(int(fm.DoneAfter)), fm.PendingAfter, lastExit), allDone),
+		target("rows with two successful Adds (`GET /_sim/state` successful_adds ≥ 2)", "0", doubles, fm.DoubleAdds == 0),
+		target("max requests in any 1-s window, all runs", fmt.Sprintf("≤ %d", faultsRate), fmt.Sprint(fm.MaxWindow), fm.MaxWindow <= faultsRate),
+		target("throttled requests, all runs", "0", fmt.Sprint(fm.Throttled), fm.Throttled == 0),
+		target("peak RSS of the job, the largest of the runs", "≤ 64 MiB", mib(maxRSS), maxRSS <= rssLimitKiB),
+		info("runs until exit 0 (their exit codes)", fmt.Sprintf("%d (%s)", len(s.Runs), strings.Join(exits, ", "))),
+		info("requests, all runs (per row)", fmt.Sprintf("%s (%.3f)", commas(fm.Requests), float64(fm.Requests)/float64(max(s.Rows, 1)))),
+		info("per run", strings.Join(per, "; ")),
+		info("faults, all runs (share of all requests)", countList(fm.ByFault, fm.Requests,
+			livesim.FaultServerError, livesim.FaultReset, livesim.FaultHang, livesim.FaultLostAnswer, livesim.FaultClientGone, livesim.FaultThrottled)),
+		info("error codes answered, all runs", countList(fm.ByCode, 0, "InternalError", "ServiceUnavailable", "ConfigAlreadyExists")),
+		info("lost answers that came back as `already_exists`", fmt.Sprintf("%s of the %s rows whose Add created the config without its answer reaching the job (%s `lost_answer` faults in all: a retried Add lost again applies nothing)",
+			commas(fm.LostExists), commas(fm.LostRows), commas(fm.LostAnswers))),
+		info("latest outcome per row at the end", countList(fm.Outcomes, 0, string(model.OutcomeApplied), string(model.OutcomeAlreadyExists))),
+		info("simulator at the end: configs; successful Adds", fmt.Sprintf("%s; %s", commas(fm.Configs), commas(fm.SuccessfulAdds))),
+		info("wall time, all runs (per run)", fmt.Sprintf("%s (%s)", secs(fm.Wall), strings.Join(walls, ", "))),
+		info("peak RSS per run", strings.Join(rss, ", ")),
+		info("job CPU, all runs (per row)", fmt.Sprintf("%s (%s)", secs(fm.CPU), perRow(fm.CPU, s.Rows))),
+		info("run 1: achieved request rate; circuit-breaker pauses, all runs", fmt.Sprintf("%.1f/s; %d", first.Rate, breaker)),
+		info("machine, run 1: load average at the start; CPU of all other processes during it",
+			fmt.Sprintf("%s%s; %s (%.0f%% of %d cores)", first.LoadAvg, waitedNote(first), secs(first.Others()), othersShare(first), nproc)),
+	)
+	// A row stays failed after a run when all its --max-attempts (3)
+	// attempts fail; a run makes 1 + p + p² attempts per row on average.
+	n := float64(s.Rows)
+	attempts := 1 + p + p*p
+	sec.notes = []string{
+		fmt.Sprintf("What to expect: with %.0f%% of attempts failing and 3 attempts per row and run, a row is still pending after a run with probability p³ = %.2f%% (about %.0f of %s after run 1, %.0f after run 2), and a run makes 1 + p + p² = %.3f attempts per pending row; over all runs that is about N·(1 + p + p²)/(1 − p³) = %s requests (%.3f per row). A lost answer is a failed attempt whose retry is answered ConfigAlreadyExists, which the job records as `already_exists` (done).",
+			100*p, 100*p*p*p, n*p*p*p, commas(s.Rows), n*p*p*p*p*p*p, attempts, commas(int(n*attempts/(1-p*p*p))), attempts/(1-p*p*p)),
+		"Two successful Adds for one row would need its config deleted in between: the simulator answers ConfigAlreadyExists to an Add on an existing config. The check guards the other half of the claim: a retry after a lost answer, in the same run or a later one, is answered ConfigAlreadyExists and recorded `already_exists` (done), so the rows converge; `GET /_sim/state` successful_adds counts lost-answer Adds too.",
+		fmt.Sprintf("Rate: retries go through the same Gate as first attempts, so faults do not add to the 1-second window; the window guard (1 s + 15 ms) caps a run at %d / 1.015 s = %.0f/s. A hung request holds one of the 32 workers for the 200 ms timeout. The circuit breaker pauses dispatching when half of the last 100 answers are 5xx, resets or timeouts; at %.0f%% failed attempts that takes a long streak of bad draws (pauses in these runs: %d).", faultsRate, float64(faultsRate)/1.015, 100*p, breaker),
+		"Each run's figures come from its own slice of the one simulator's request log; the window and throttling targets are over the whole log, so a window spanning the end of one run and the start of the next counts too (the bench waits at least a second for a quiet machine before each run).",
+	}
+	if len(fm.LostOther) > 0 {
+		var keys []string
+		for k := range fm.LostOther {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s: %d", k, fm.LostOther[k]))
+		}
+		sec.notes = append(sec.notes, "Rows with an unanswered Add that did not end `already_exists` after a ConfigAlreadyExists answer, by latest outcome / the next answer the operation gave: "+strings.Join(parts, "; ")+".")
+	}
+	for _, m := range s.Runs {
+		if note := busyNote(m, true); note != "" {
+			sec.notes = append(sec.notes, note)
+		}
+	}
+	return sec
+}
+
+// countList formats counts as "k1 n1 (x%), k2 n2 (y%), …": the keys in
+// order first, then the others by name; shares of total when total > 0.
+func countList(counts map[string]int, total int, order ...string) string {
+	keys := slices.Clone(order)
+	var rest []string
+	for k := range counts {
+		if !slices.Contains(order, k) {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	keys = append(keys, rest...)
+	var out []string
+	for _, k := range keys {
+		n, ok := counts[k]
+		if !ok {
+			continue
+		}
+		if total > 0 {
+			out = append(out, fmt.Sprintf("%s %s (%s)", k, commas(n), pct(n, total)))
+		} else {
+			out = append(out, fmt.Sprintf("%s %s", k, commas(n)))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }
 
 func bmBudget(bm *baselineMeasure) string {

@@ -22,6 +22,21 @@ type result struct {
 	Quick     bool              `json:"quick"`
 	Sizes     sizes             `json:"sizes"`
 	Scenarios []*scenarioResult `json:"scenarios"`
+	// Parts and MergedBy are set when the result was merged from several
+	// invocations' --json files (--from-json a.json,b.json): each
+	// invocation, and the merging command.
+	Parts    []resultPart `json:"parts,omitempty"`
+	MergedBy string       `json:"merged_by,omitempty"`
+}
+
+// resultPart is one invocation of a merged result.
+type resultPart struct {
+	Command    string        `json:"command"`
+	Code       string        `json:"code"`
+	Started    time.Time     `json:"started"`
+	Total      time.Duration `json:"total"`
+	Scenarios  []string      `json:"scenarios"`
+	LoadBefore string        `json:"load_before"`
 }
 
 func (r *result) scenario(id string) *scenarioResult {
@@ -39,6 +54,7 @@ type scenarioResult struct {
 	Runs     []*runMeasure     `json:"runs"`
 	Explain  []explainResult   `json:"explain,omitempty"`
 	Baseline *baselineMeasure  `json:"baseline,omitempty"`
+	Faults   *faultsMeasure    `json:"faults,omitempty"`
 	Timings  map[string]string `json:"timings,omitempty"` // setup steps, for the notes
 	Err      string            `json:"error,omitempty"`
 	Elapsed  time.Duration     `json:"elapsed"`
@@ -117,22 +133,7 @@ func (b *bench) measuredRun(ctx context.Context, d *database, name string, spec 
 		return nil, err
 	}
 	defer sim.stop()
-	m := &runMeasure{Name: name, Sim: spec, Rows: rows}
-	if b.o.quietWait > 0 {
-		m.Waited, m.BusyBefore = b.waitQuiet(ctx)
-	}
-	m.LoadAvg = loadAvg()
-	simBefore, ok1 := sim.cpu()
-	sampler := startSampler(d.name)
-	job, err := b.runJob(ctx, name, d.url, sim.url, args, stdout)
-	m.CPU = sampler.finish()
-	simAfter, ok2 := sim.cpu()
-	m.Job = job
-	if err != nil {
-		return m, err
-	}
-	m.SimCPU, m.SimCPUOK = simAfter-simBefore, ok1 && ok2
-	entries, err := sim.fetchLog(ctx)
+	m, entries, err := b.jobOnSim(ctx, d, sim, name, spec, rows, args, stdout)
 	if err != nil {
 		return m, err
 	}
@@ -145,6 +146,30 @@ func (b *bench) measuredRun(ctx context.Context, d *database, name string, spec 
 	b.logf("   %d requests (%d throttled), %.2f req/s, max %d in 1 s, pending after: %d",
 		m.Requests, m.Throttled, m.Rate, m.MaxWindow, m.PendingAfter)
 	return m, nil
+}
+
+// jobOnSim runs the job once against d and a running simulator and
+// measures the job, Postgres and the simulator's CPU; it returns the
+// simulator's whole request log as it is after the job (for the caller to
+// analyse: a simulator may serve several runs).
+func (b *bench) jobOnSim(ctx context.Context, d *database, sim *simProc, name string, spec simSpec, rows int, args []string, stdout io.Writer) (*runMeasure, []livesim.Entry, error) {
+	m := &runMeasure{Name: name, Sim: spec, Rows: rows}
+	if b.o.quietWait > 0 {
+		m.Waited, m.BusyBefore = b.waitQuiet(ctx)
+	}
+	m.LoadAvg = loadAvg()
+	simBefore, ok1 := sim.cpu()
+	sampler := startSampler(d.name)
+	job, err := b.runJob(ctx, name, d.url, sim.url, args, stdout)
+	m.CPU = sampler.finish()
+	simAfter, ok2 := sim.cpu()
+	m.Job = job
+	if err != nil {
+		return m, nil, err
+	}
+	m.SimCPU, m.SimCPUOK = simAfter-simBefore, ok1 && ok2
+	entries, err := sim.fetchLog(ctx)
+	return m, entries, err
 }
 
 func (m *runMeasure) analyse(entries []livesim.Entry) {
@@ -230,13 +255,19 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// freshDB creates a database for the scenario and loads n rows.
+// freshDB creates a database for the scenario and loads n rows, a third of
+// them with an auth key.
 func (b *bench) freshDB(ctx context.Context, sr *scenarioResult, id string, n int) (*database, error) {
+	return b.freshDBKeys(ctx, sr, id, n, 3)
+}
+
+// freshDBKeys is freshDB with every authEvery-th row carrying an auth key.
+func (b *bench) freshDBKeys(ctx context.Context, sr *scenarioResult, id string, n, authEvery int) (*database, error) {
 	d, err := b.createDB(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	took, err := d.loadRows(ctx, n)
+	took, err := d.loadRows(ctx, n, authEvery)
 	if err != nil {
 		d.drop()
 		return nil, err
