@@ -19,7 +19,7 @@ const (
 	// at 98.5% of its rate (30 requests per 1.015 s).
 	WindowMargin = 15 * time.Millisecond
 	// AIMDDecrease multiplies the rate on a throttled answer.
-	AIMDDecrease = 0.85
+	AIMDDecrease = 0.9
 	// AIMDIncrease is how much the rate grows per second without throttling
 	// (calls/s per second), up to the configured rate.
 	AIMDIncrease = 0.5
