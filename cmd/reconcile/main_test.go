@@ -27,6 +27,7 @@ import (
 
 	"github.com/reconcile/reconcile/internal/livesim"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 // binPath is the reconcile binary built by TestMain.
@@ -274,30 +275,12 @@ func (l *lineLog) String() string {
 	return l.all.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is one child process.
 type proc struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
-	stdout *syncBuffer
+	stdout *testutil.Buffer
 	stderr *lineLog
 	done   chan struct{} // closed when the child exited and its output is read
 	err    error         // of Wait, valid after done
@@ -307,7 +290,7 @@ type proc struct {
 // overrides. The child is killed when the test ends, if still running.
 func (f *fixture) start(overrides []string, args ...string) *proc {
 	f.t.Helper()
-	p := &proc{t: f.t, name: strings.Join(args, " "), stdout: &syncBuffer{}, stderr: newLineLog(),
+	p := &proc{t: f.t, name: strings.Join(args, " "), stdout: &testutil.Buffer{}, stderr: newLineLog(),
 		done: make(chan struct{})}
 	p.cmd = exec.Command(binPath, args...)
 	p.cmd.Env = f.env(overrides...)

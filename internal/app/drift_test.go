@@ -12,6 +12,7 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/live"
 	"github.com/reconcile/reconcile/internal/livesim"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 // actions returns the simulator's requests from index n on, as "Action domain".
@@ -170,7 +171,7 @@ func TestPrune(t *testing.T) {
 	}
 	// Dry run lists them.
 	c.PruneMax, c.DryRun = 100, true
-	h.log = &syncBuffer{}
+	h.log = &testutil.Buffer{}
 	_ = h.run(c, testSecret)
 	for _, d := range []string{"p1", "p2", "p3"} {
 		if !strings.Contains(h.log.String(), "delete "+d+".example.com\n") {

@@ -1,14 +1,12 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/reconcile/reconcile/internal/livesim"
 	"github.com/reconcile/reconcile/internal/logging"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -36,25 +35,8 @@ type harness struct {
 	db  *testdb.DB
 	sim *livesim.Server
 	url string
-	log *syncBuffer
+	log *testutil.Buffer
 	red *logging.Redactor
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newHarness(t *testing.T, so livesim.Options) *harness {
@@ -63,7 +45,7 @@ func newHarness(t *testing.T, so livesim.Options) *harness {
 	sim := livesim.New(so)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() { sim.Close(); srv.Close() })
-	return &harness{t: t, db: testdb.New(t), sim: sim, url: srv.URL, log: &syncBuffer{}, red: logging.NewRedactor()}
+	return &harness{t: t, db: testdb.New(t), sim: sim, url: srv.URL, log: &testutil.Buffer{}, red: logging.NewRedactor()}
 }
 
 // config returns a fast run configuration against the simulator.

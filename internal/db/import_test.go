@@ -9,6 +9,7 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 // sliceSource is a db.StagedSource over a slice, failing with err at the
@@ -91,7 +92,7 @@ func TestImportStages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tdb := testdb.New(t)
-			ctx := ctxT(t)
+			ctx := testutil.Context(t)
 			for _, d := range tc.existing {
 				upsertDesired(t, tdb.Pool, d)
 			}
@@ -152,7 +153,7 @@ func TestImportStages(t *testing.T) {
 
 func TestImportLifecycle(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 
 	// Rollback leaves nothing; the staging table is gone with it.
 	im, err := db.BeginImport(ctx, tdb.Pool)
@@ -220,7 +221,7 @@ func TestImportLifecycle(t *testing.T) {
 // first ends, and gives up with its context.
 func TestImportLock(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	first, err := db.BeginImport(ctx, tdb.Pool)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestRunLockKeyDerivation(t *testing.T) {
@@ -20,7 +21,7 @@ func TestRunLockKeyDerivation(t *testing.T) {
 
 func TestRunLock(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 
 	first, err := db.AcquireRunLock(ctx, tdb.Config(t))
 	if err != nil {
@@ -83,7 +84,7 @@ func TestRunLock(t *testing.T) {
 // Advisory locks are per database: runs on two databases do not exclude
 // each other.
 func TestRunLockPerDatabase(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	a, b := testdb.New(t), testdb.New(t)
 	la, err := db.AcquireRunLock(ctx, a.Config(t))
 	if err != nil {

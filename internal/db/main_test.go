@@ -1,25 +1,17 @@
 package db_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
-
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 type desired struct {
 	domain, url string
@@ -36,7 +28,7 @@ func nullIfEmpty(s string) any {
 
 func upsertDesired(t testing.TB, pool *pgxpool.Pool, d desired) {
 	t.Helper()
-	_, err := pool.Exec(ctxT(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key, region_id)
+	_, err := pool.Exec(testutil.Context(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key, region_id)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (domain_name) DO UPDATE SET notify_url = excluded.notify_url, notify_req_auth = excluded.notify_req_auth,
   notify_auth_key = excluded.notify_auth_key, region_id = excluded.region_id, updated_at = now()`,
@@ -49,7 +41,7 @@ ON CONFLICT (domain_name) DO UPDATE SET notify_url = excluded.notify_url, notify
 func fingerprintOf(t testing.TB, pool *pgxpool.Pool, domain string) string {
 	t.Helper()
 	var fp string
-	if err := pool.QueryRow(ctxT(t), `SELECT fingerprint FROM desired_snapshot_callbacks WHERE domain_name = $1`, domain).Scan(&fp); err != nil {
+	if err := pool.QueryRow(testutil.Context(t), `SELECT fingerprint FROM desired_snapshot_callbacks WHERE domain_name = $1`, domain).Scan(&fp); err != nil {
 		t.Fatalf("fingerprint of %s: %v", domain, err)
 	}
 	return fp
@@ -57,7 +49,7 @@ func fingerprintOf(t testing.TB, pool *pgxpool.Pool, domain string) string {
 
 func beginRun(t testing.TB, pool *pgxpool.Pool) int64 {
 	t.Helper()
-	id, err := db.BeginRun(ctxT(t), pool, db.RunStart{Status: db.RunRunning, Rate: 25, Concurrency: 32, HostName: "test", Version: "v0"})
+	id, err := db.BeginRun(testutil.Context(t), pool, db.RunStart{Status: db.RunRunning, Rate: 25, Concurrency: 32, HostName: "test", Version: "v0"})
 	if err != nil {
 		t.Fatalf("BeginRun: %v", err)
 	}
@@ -70,10 +62,10 @@ func record(t testing.TB, pool *pgxpool.Pool, domain string, o model.Outcome) {
 	t.Helper()
 	run := beginRun(t, pool)
 	r := model.Result{Domain: domain, Outcome: o, Attempts: 1, Fingerprint: fingerprintOf(t, pool, domain)}
-	if err := db.WriteOutcomes(ctxT(t), pool, run, []model.Result{r}, db.RunCounters{Requests: 1}); err != nil {
+	if err := db.WriteOutcomes(testutil.Context(t), pool, run, []model.Result{r}, db.RunCounters{Requests: 1}); err != nil {
 		t.Fatalf("WriteOutcomes: %v", err)
 	}
-	if err := db.FinishRun(ctxT(t), pool, run, db.RunSucceeded, ""); err != nil {
+	if err := db.FinishRun(testutil.Context(t), pool, run, db.RunSucceeded, ""); err != nil {
 		t.Fatalf("FinishRun: %v", err)
 	}
 }
@@ -84,7 +76,7 @@ func allPending(t testing.TB, pool *pgxpool.Pool, limit int) []model.Row {
 	var out []model.Row
 	after := ""
 	for {
-		page, err := db.PendingPage(ctxT(t), pool, after, limit)
+		page, err := db.PendingPage(testutil.Context(t), pool, after, limit)
 		if err != nil {
 			t.Fatalf("PendingPage: %v", err)
 		}
@@ -103,7 +95,7 @@ type viewRow struct {
 
 func viewOf(t testing.TB, pool *pgxpool.Pool) map[string]viewRow {
 	t.Helper()
-	rows, err := pool.Query(ctxT(t), `SELECT domain_name, pending, ever_done, invalid_unchanged, fingerprint FROM snapshot_callback_status`)
+	rows, err := pool.Query(testutil.Context(t), `SELECT domain_name, pending, ever_done, invalid_unchanged, fingerprint FROM snapshot_callback_status`)
 	if err != nil {
 		t.Fatal(err)
 	}

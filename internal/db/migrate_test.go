@@ -9,6 +9,7 @@ import (
 
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestLatestSchemaVersion(t *testing.T) {
@@ -20,7 +21,7 @@ func TestLatestSchemaVersion(t *testing.T) {
 func TestMigrateTwice(t *testing.T) {
 	tdb := testdb.New(t, testdb.Unmigrated())
 	conn := tdb.Conn(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	for i := range 2 {
 		if err := db.Migrate(ctx, conn); err != nil {
 			t.Fatalf("Migrate #%d: %v", i+1, err)
@@ -33,7 +34,7 @@ func TestMigrateTwice(t *testing.T) {
 
 func TestMigrateConcurrently(t *testing.T) {
 	tdb := testdb.New(t, testdb.Unmigrated())
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	conns := []*pgx.Conn{tdb.Conn(t), tdb.Conn(t)}
 	var wg sync.WaitGroup
 	errs := make([]error, len(conns))
@@ -91,7 +92,7 @@ func TestCheckSchema(t *testing.T) {
 			} else {
 				tdb = testdb.New(t)
 			}
-			ctx := ctxT(t)
+			ctx := testutil.Context(t)
 			if tt.setup != "" {
 				if _, err := tdb.Pool.Exec(ctx, tt.setup); err != nil {
 					t.Fatal(err)
@@ -118,7 +119,7 @@ func TestCheckSchema(t *testing.T) {
 
 func TestMigrateRefusesNewerSchema(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	if _, err := tdb.Pool.Exec(ctx, `UPDATE reconcile_schema_version SET version = version + 1`); err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,13 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestWriteOutcomes(t *testing.T) {
 	tdb := testdb.New(t)
 	pool := tdb.Pool
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	for _, d := range []string{"a.example.com", "b.example.com", "c.example.com", "d.example.com"} {
 		upsertDesired(t, pool, desired{domain: d, url: "https://cb/" + d})
 	}
@@ -139,7 +140,7 @@ func TestWriteOutcomes(t *testing.T) {
 func TestWriteOutcomesLargeBatch(t *testing.T) {
 	tdb := testdb.New(t)
 	pool := tdb.Pool
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	run := beginRun(t, pool)
 	rs := make([]model.Result, 5000)
 	for i := range rs {
@@ -190,7 +191,7 @@ func TestIsRetryable(t *testing.T) {
 // closed pool it is not.
 func TestIsRetryableLive(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	conn := tdb.Conn(t)
 	if _, err := testdb.AdminPool(t).Exec(ctx, `SELECT pg_terminate_backend($1)`, conn.PgConn().PID()); err != nil {
 		t.Fatal(err)

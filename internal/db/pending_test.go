@@ -9,6 +9,7 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestPendingSemantics(t *testing.T) {
@@ -52,7 +53,7 @@ func TestPendingSemantics(t *testing.T) {
 			t.Parallel()
 			tdb := testdb.New(t)
 			pool := tdb.Pool
-			ctx := ctxT(t)
+			ctx := testutil.Context(t)
 			for _, s := range tt.steps {
 				if s.set != nil {
 					upsertDesired(t, pool, *s.set)
@@ -95,7 +96,7 @@ func TestPendingSemantics(t *testing.T) {
 func TestPendingPageKeyset(t *testing.T) {
 	tdb := testdb.New(t)
 	pool := tdb.Pool
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	// 1,234 rows in an order that is not insertion order, mixed case and
 	// punctuation so the collation matters; every third one is done, every
 	// seventh invalid with unchanged values.
@@ -183,7 +184,7 @@ func head(s []string) []string { return s[:min(len(s), 5)] }
 func TestFingerprint(t *testing.T) {
 	tdb := testdb.New(t)
 	pool := tdb.Pool
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	base := desired{url: "https://cb.example.com/x", reqAuth: true, key: "secret-key", region: "cn-shanghai"}
 	variants := map[string]func(d *desired){
 		"base":            func(*desired) {},

@@ -9,11 +9,12 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestStatusQueries(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	pool := tdb.Pool
 
 	if c, err := db.CountStatus(ctx, pool); err != nil || c != (db.StatusCounts{}) {

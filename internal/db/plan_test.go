@@ -7,6 +7,7 @@ import (
 
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 // TestPendingPlan checks on 200,000 rows (85% done, 5% failed, 5% invalid,
@@ -18,7 +19,7 @@ func TestPendingPlan(t *testing.T) {
 		t.Skip("loads 200,000 rows")
 	}
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	start := time.Now()
 	for _, q := range []string{
 		`INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version) VALUES ('succeeded', 25, 32, 'h', 'v')`,

@@ -13,6 +13,7 @@ import (
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 // reportRun records a run with the given results, started 100 s ago, each
@@ -20,7 +21,7 @@ import (
 // status (unless RunRunning).
 func reportRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Result, c db.RunCounters) int64 {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	start := db.RunRunning
 	if status == db.RunDryRun {
 		start = db.RunDryRun
@@ -55,7 +56,7 @@ func reportRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Resul
 
 func TestReportQueries(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	pool := tdb.Pool
 
 	if _, err := db.LatestNonDryRunID(ctx, pool); !errors.Is(err, db.ErrRunNotFound) {

@@ -6,11 +6,12 @@ import (
 
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestRuns(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	pool := tdb.Pool
 
 	if _, err := db.LatestRun(ctx, pool); !errors.Is(err, db.ErrRunNotFound) {

@@ -16,16 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
-
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // desired is a desired_snapshot_callbacks row as the tests see it; empty
 // key and region are NULL.
@@ -46,7 +40,7 @@ func nullable(s string) any {
 func insertRows(t *testing.T, pool *pgxpool.Pool, rows map[string]desired) {
 	t.Helper()
 	for d, r := range rows {
-		_, err := pool.Exec(ctxT(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth,
+		_, err := pool.Exec(testutil.Context(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth,
 notify_auth_key, region_id, updated_at) VALUES ($1, $2, $3, $4, $5, now() - interval '1 day')`,
 			d, r.url, r.auth, nullable(r.key), nullable(r.region))
 		if err != nil {
@@ -64,7 +58,7 @@ type rowMeta struct {
 
 func tableState(t *testing.T, pool *pgxpool.Pool) (map[string]desired, map[string]rowMeta) {
 	t.Helper()
-	rows, err := pool.Query(ctxT(t), `SELECT domain_name, notify_url, notify_req_auth, coalesce(notify_auth_key, ''),
+	rows, err := pool.Query(testutil.Context(t), `SELECT domain_name, notify_url, notify_req_auth, coalesce(notify_auth_key, ''),
 coalesce(region_id, ''), notify_auth_key IS NULL, region_id IS NULL, xmin::text::bigint, updated_at
 FROM desired_snapshot_callbacks`)
 	if err != nil {
@@ -267,7 +261,7 @@ func TestImport(t *testing.T) {
 			insertRows(t, tdb.Pool, tc.existing)
 			_, metaBefore := tableState(t, tdb.Pool)
 
-			res, err := Import(ctxT(t), tdb.Pool, strings.NewReader(Header+"\n"+tc.file), tc.opts)
+			res, err := Import(testutil.Context(t), tdb.Pool, strings.NewReader(Header+"\n"+tc.file), tc.opts)
 			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Import = %v, want %v", err, tc.wantErr)
 			}
@@ -324,7 +318,7 @@ func TestImportHeaderChecked(t *testing.T) {
 	tdb := testdb.New(t)
 	insertRows(t, tdb.Pool, map[string]desired{"a.example.com": {url: "https://h.example.com/a"}})
 	for _, in := range []string{"", "domain,url\n", "a.example.com,https://h.example.com/,false,,\n"} {
-		_, err := Import(ctxT(t), tdb.Pool, strings.NewReader(in), Options{Replace: true})
+		_, err := Import(testutil.Context(t), tdb.Pool, strings.NewReader(in), Options{Replace: true})
 		if !errors.Is(err, ErrHeader) {
 			t.Errorf("Import(%q) = %v, want ErrHeader", in, err)
 		}
@@ -342,11 +336,11 @@ func TestImportAbortsCleanly(t *testing.T) {
 	before, _ := tableState(t, tdb.Pool)
 
 	broken := io.MultiReader(&genReader{n: 5000}, iotest.ErrReader(errors.New("connection reset by peer")))
-	if _, err := Import(ctxT(t), tdb.Pool, broken, Options{Replace: true}); !errors.Is(err, ErrRead) {
+	if _, err := Import(testutil.Context(t), tdb.Pool, broken, Options{Replace: true}); !errors.Is(err, ErrRead) {
 		t.Fatalf("Import with a failing reader = %v, want ErrRead", err)
 	}
 
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(testutil.Context(t))
 	cancelling := &cancelAfter{r: &genReader{n: 100000}, n: 200000, cancel: cancel}
 	if _, err := Import(ctx, tdb.Pool, cancelling, Options{Replace: true}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Import cancelled mid-file = %v, want context.Canceled", err)
@@ -357,7 +351,7 @@ func TestImportAbortsCleanly(t *testing.T) {
 		t.Fatalf("table changed by aborted imports: %d rows", len(after))
 	}
 	// The connection pool is still usable, and no import lock is left.
-	if _, err := Import(ctxT(t), tdb.Pool, &genReader{n: 10}, Options{}); err != nil {
+	if _, err := Import(testutil.Context(t), tdb.Pool, &genReader{n: 10}, Options{}); err != nil {
 		t.Fatalf("Import after the aborted ones: %v", err)
 	}
 }
@@ -388,7 +382,7 @@ func TestImportConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = Import(ctxT(t), tdb.Pool, &genReader{n: 3000}, Options{Replace: true})
+			results[i], errs[i] = Import(testutil.Context(t), tdb.Pool, &genReader{n: 3000}, Options{Replace: true})
 		}()
 	}
 	wg.Wait()
@@ -413,7 +407,7 @@ func TestImportGenerated(t *testing.T) {
 	run := func(r io.Reader, o Options) Result {
 		t.Helper()
 		start := time.Now()
-		res, err := Import(ctxT(t), tdb.Pool, r, o)
+		res, err := Import(testutil.Context(t), tdb.Pool, r, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +441,7 @@ func TestImportGenerated(t *testing.T) {
 		t.Fatalf("third import: %+v, want %+v", got, want)
 	}
 	var count int
-	if err := tdb.Pool.QueryRow(ctxT(t), `SELECT count(*) FROM desired_snapshot_callbacks WHERE notify_url LIKE '%/snap2/%'`).Scan(&count); err != nil || count != (n-100)/10 {
+	if err := tdb.Pool.QueryRow(testutil.Context(t), `SELECT count(*) FROM desired_snapshot_callbacks WHERE notify_url LIKE '%/snap2/%'`).Scan(&count); err != nil || count != (n-100)/10 {
 		t.Fatalf("changed rows in the table: %d, %v", count, err)
 	}
 }
@@ -462,7 +456,7 @@ func TestImportManyBadLines(t *testing.T) {
 		// Every line is bad: the key is one character short.
 		fmt.Fprintf(&b, "d%03d.example.com,https://h.example.com/,true,Secret%07dXY,\n", i, i)
 	}
-	res, err := Import(ctxT(t), tdb.Pool, strings.NewReader(b.String()), Options{})
+	res, err := Import(testutil.Context(t), tdb.Pool, strings.NewReader(b.String()), Options{})
 	if !errors.Is(err, ErrBadLines) || res.Bad != 300 || len(res.BadLines) != DefaultMaxReported {
 		t.Fatalf("Import = %v, bad %d, %d listed", err, res.Bad, len(res.BadLines))
 	}

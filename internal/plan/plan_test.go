@@ -2,13 +2,11 @@ package plan_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,16 +15,10 @@ import (
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/plan"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
-
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 const secretKey = "PlanSecretKey0123456789"
 
@@ -36,7 +28,7 @@ func setDesired(t *testing.T, pool *pgxpool.Pool, domain, url string, auth bool,
 	if key != "" {
 		k = key
 	}
-	_, err := pool.Exec(ctxT(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key)
+	_, err := pool.Exec(testutil.Context(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key)
 VALUES ($1, $2, $3, $4) ON CONFLICT (domain_name) DO UPDATE SET notify_url = excluded.notify_url,
 notify_req_auth = excluded.notify_req_auth, notify_auth_key = excluded.notify_auth_key, updated_at = now()`, domain, url, auth, k)
 	if err != nil {
@@ -48,7 +40,7 @@ notify_req_auth = excluded.notify_req_auth, notify_auth_key = excluded.notify_au
 // finished run.
 func outcome(t *testing.T, pool *pgxpool.Pool, domain string, o model.Outcome, code, msg string) {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	var fp string
 	if err := pool.QueryRow(ctx, `SELECT fingerprint FROM desired_snapshot_callbacks WHERE domain_name = $1`, domain).Scan(&fp); err != nil {
 		t.Fatal(err)
@@ -129,7 +121,7 @@ func TestBuild(t *testing.T) {
 		{"limit 0", plan.Options{Limit: 0}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := ctxT(t)
+			ctx := testutil.Context(t)
 			var q db.Querier = tdb.Pool
 			if tc.readOnly {
 				tx, err := tdb.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -172,20 +164,20 @@ func TestBuild(t *testing.T) {
 			}
 		})
 	}
-	if _, err := plan.Build(ctxT(t), tdb.Pool, plan.Options{Limit: -1}); !errors.Is(err, db.ErrInvalidArgument) {
+	if _, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: -1}); !errors.Is(err, db.ErrInvalidArgument) {
 		t.Fatalf("Build with limit -1 = %v, want ErrInvalidArgument", err)
 	}
 }
 
 func TestBuildNothingPending(t *testing.T) {
 	tdb := testdb.New(t)
-	p, err := plan.Build(ctxT(t), tdb.Pool, plan.Options{Limit: 10})
+	p, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 10})
 	if err != nil || p.Pending != 0 || p.Desired != 0 {
 		t.Fatalf("empty table: %+v, %v", p, err)
 	}
 	setDesired(t, tdb.Pool, "a.example.com", "https://h.example.com/a", false, "")
 	outcome(t, tdb.Pool, "a.example.com", model.OutcomeApplied, "", "")
-	p, err = plan.Build(ctxT(t), tdb.Pool, plan.Options{Limit: 10})
+	p, err = plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 10})
 	if err != nil || p.Pending != 0 || p.Class(plan.Done).Count != 1 {
 		t.Fatalf("all done: %+v, %v", p, err)
 	}
@@ -198,7 +190,7 @@ func TestBuildNothingPending(t *testing.T) {
 // Many rows, small pages: counts are exact and only Limit domains are kept.
 func TestBuildPaging(t *testing.T) {
 	tdb := testdb.New(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	for _, q := range []string{
 		`INSERT INTO desired_snapshot_callbacks (domain_name, notify_url)
 		 SELECT 'p' || lpad(i::text, 5, '0') || '.example.com', CASE WHEN i % 10 = 0 THEN 'nope' ELSE 'https://h.example.com/' || i END
@@ -225,7 +217,7 @@ func TestBuildPaging(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	tdb := fixture(t)
-	p, err := plan.Build(ctxT(t), tdb.Pool, plan.Options{Limit: 2})
+	p, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reconcile/reconcile/internal/apply"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 var mid = apply.Progress{Done: 1234, Total: 5000, Requests: 1300, Rate: 24.8, ETA: 2*time.Minute + 32*time.Second, CurrentRate: 25}
@@ -220,7 +221,7 @@ func emulate(s string) []string {
 }
 
 func TestConcurrentUpdatesAndLogs(t *testing.T) {
-	var out syncBuffer
+	var out testutil.Buffer
 	b := New(&out, 1000, ForceTerminal(100))
 	w := b.Writer()
 	var wg sync.WaitGroup
@@ -250,23 +251,6 @@ func TestConcurrentUpdatesAndLogs(t *testing.T) {
 	if n != 200 {
 		t.Errorf("%d log lines on screen, want 200", n)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestNotATerminal(t *testing.T) {

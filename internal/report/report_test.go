@@ -2,7 +2,6 @@ package report_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,22 +17,16 @@ import (
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/report"
 	"github.com/reconcile/reconcile/internal/testdb"
+	"github.com/reconcile/reconcile/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
-
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // addRun records a run started 60 s ago with results finished one second
 // apart, and finishes it with status (a running run stays running).
 func addRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Result, c db.RunCounters) int64 {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	start := db.RunRunning
 	if status == db.RunDryRun {
 		start = db.RunDryRun
@@ -79,7 +72,7 @@ func results() []model.Result {
 func TestBuild(t *testing.T) {
 	tdb := testdb.New(t)
 	pool := tdb.Pool
-	ctx := ctxT(t)
+	ctx := testutil.Context(t)
 	if _, err := report.Build(ctx, pool, 0); !errors.Is(err, db.ErrRunNotFound) {
 		t.Fatalf("Build with no run = %v, want ErrRunNotFound", err)
 	}
@@ -178,7 +171,7 @@ func TestWrite(t *testing.T) {
 	tdb := testdb.New(t)
 	id := addRun(t, tdb.Pool, db.RunSucceeded, results(), db.RunCounters{Requests: 40, Throttled: 9, InvalidUnchanged: 2})
 	running := addRun(t, tdb.Pool, db.RunRunning, nil, db.RunCounters{})
-	r, err := report.Build(ctxT(t), tdb.Pool, id)
+	r, err := report.Build(testutil.Context(t), tdb.Pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +252,7 @@ func TestWrite(t *testing.T) {
 	}
 
 	// A running run without outcomes.
-	r, err = report.Build(ctxT(t), tdb.Pool, running)
+	r, err = report.Build(testutil.Context(t), tdb.Pool, running)
 	if err != nil {
 		t.Fatal(err)
 	}
