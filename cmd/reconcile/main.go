@@ -40,8 +40,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	version := app.DevVersion
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		app.Version = bi.Main.Version
+		version = bi.Main.Version
 	}
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
@@ -52,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	redactor := logging.NewRedactor()
 	defer scrubPanic(redactor, stderr)
-	env := app.Env{Stdout: stdout, Stderr: stderr, Redactor: redactor}
+	env := app.Env{Stdout: stdout, Stderr: stderr, Redactor: redactor, Version: version}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	var logFormat, logLevel string
 	var err error
@@ -97,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		err = demo(ctx, fs, args, env)
 	case "version":
-		fmt.Fprintln(stdout, app.Version)
+		fmt.Fprintln(stdout, version)
 		return 0
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)

@@ -26,9 +26,8 @@ import (
 	"github.com/reconcile/reconcile/internal/model"
 )
 
-// Version is the program version recorded in reconcile_runs; cmd/reconcile
-// sets it from build information.
-var Version = "dev"
+// DevVersion is the program version when the build carries none.
+const DevVersion = "dev"
 
 // Sentinel errors that decide the exit code (see ExitCode).
 var (
@@ -46,6 +45,9 @@ const ApplicationName = "reconcile"
 // Env is what a subcommand gets from its process.
 type Env struct {
 	Stdout, Stderr io.Writer
+	// Version is the program version recorded in reconcile_runs and sent in
+	// the User-Agent (DevVersion when empty).
+	Version string
 	Logger         *slog.Logger
 	Redactor       *logging.Redactor
 	// Credentials overrides the default chain (tests, the demo).
@@ -55,6 +57,13 @@ type Env struct {
 	// ProgressDone, when set, is called once the pass ended, before the
 	// summary is logged (it ends the progress bar's line).
 	ProgressDone func()
+}
+
+func (e Env) version() string {
+	if e.Version == "" {
+		return DevVersion
+	}
+	return e.Version
 }
 
 // ExitCode maps an error returned by this package to the contract's exit codes.
@@ -124,7 +133,7 @@ func Verify(ctx context.Context, c config.Run, env Env) error {
 func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error) {
 	lo := live.Options{Endpoint: c.Endpoint, Region: c.Region, RequestTimeout: c.RequestTimeout,
 		AllowInsecureEndpoint: c.InsecureEndpoint, SignatureAlgorithm: c.SignatureAlgorithm,
-		MaxConns: c.Concurrency, UserAgent: "reconcile/" + Version}
+		MaxConns: c.Concurrency, UserAgent: "reconcile/" + env.version()}
 	lo.Credentials = live.StaticCredentials("placeholder", "", "") // the real ones are checked below
 	if err := lo.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", config.ErrUsage, err)
@@ -156,7 +165,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if mode == apply.ModeVerify {
 		command, kind = "verify", db.RunKindVerify
 	}
-	log.Info("starting", "command", command, "version", Version, "config", configAttrs(c))
+	log.Info("starting", "command", command, "version", env.version(), "config", configAttrs(c))
 
 	var client *live.Client
 	if !c.DryRun {
@@ -198,7 +207,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		status = db.RunDryRun
 	}
 	runID, err := db.BeginRun(ctx, pool, db.RunStart{Status: status, Rate: c.Rate, Concurrency: c.Concurrency,
-		HostName: host, Version: Version, Kind: kind})
+		HostName: host, Version: env.version(), Kind: kind})
 	if err != nil {
 		return err
 	}
