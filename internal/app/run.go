@@ -47,9 +47,9 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	// Version is the program version recorded in reconcile_runs and sent in
 	// the User-Agent (DevVersion when empty).
-	Version string
-	Logger         *slog.Logger
-	Redactor       *logging.Redactor
+	Version  string
+	Logger   *slog.Logger
+	Redactor *logging.Redactor
 	// Credentials overrides the default chain (tests, the demo).
 	Credentials live.Credentials
 	// Progress, when set, replaces progress log lines (terminal progress bar).
