@@ -144,13 +144,7 @@ func realMain(args []string) int {
 	}
 	defer b.close()
 	res := b.runAll(ctx)
-	if o.jsonOut != "" {
-		if data, err := json.MarshalIndent(res, "", "  "); err == nil {
-			if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
-				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-			}
-		}
-	}
+	saveJSON(o.jsonOut, res)
 	if err := writeReport(o.out, res); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
@@ -190,13 +184,7 @@ func renderFromJSON(o options) int {
 			cmd += " --out " + filepath.Base(o.out)
 		}
 		res = mergeResults(parts, cmd, o.out)
-		if o.jsonOut != "" {
-			if data, err := json.MarshalIndent(res, "", "  "); err == nil {
-				if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
-					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-				}
-			}
-		}
+		saveJSON(o.jsonOut, res)
 	}
 	if err := writeReport(o.out, res); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -382,4 +370,19 @@ func (b *bench) command() string {
 
 func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// saveJSON writes res as indented JSON to path (nothing when path is
+// empty); a failure is reported and does not stop the benchmark.
+func saveJSON(path string, res *result) {
+	if path == "" {
+		return
+	}
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err == nil {
+		err = os.WriteFile(path, append(data, '\n'), 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+	}
 }

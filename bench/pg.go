@@ -8,7 +8,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reconcile/reconcile/internal/db"
 )
 
 // adminURL returns a working admin connection string: --database-url, or,
@@ -70,7 +71,12 @@ func (b *bench) createDB(ctx context.Context, scenario string) (*database, error
 	if err := b.adminExec(ctx, "CREATE DATABASE "+d.name); err != nil {
 		return nil, err
 	}
-	d.url = withDatabase(b.admin, d.name)
+	url, err := db.WithDatabase(b.admin, d.name)
+	if err != nil {
+		d.drop()
+		return nil, err
+	}
+	d.url = url
 	if err := b.runMigrate(ctx, d.url); err != nil {
 		d.drop()
 		return nil, err
@@ -96,17 +102,6 @@ func (b *bench) adminExec(ctx context.Context, sql string) error {
 		return fmt.Errorf("%s: %w", sql, err)
 	}
 	return nil
-}
-
-// withDatabase returns the connection string s pointed at database name.
-func withDatabase(s, name string) string {
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		if u, err := neturl.Parse(s); err == nil {
-			u.Path = "/" + name
-			return u.String()
-		}
-	}
-	return strings.TrimSpace(s + " dbname=" + name)
 }
 
 func (d *database) conn(ctx context.Context) (*pgx.Conn, error) {

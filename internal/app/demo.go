@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,7 +62,10 @@ func Demo(ctx context.Context, c DemoConfig, env Env) error {
 		}
 	}
 	admin.Close(ctx)
-	url := withDatabase(c.DatabaseURL, DemoDatabase)
+	url, err := db.WithDatabase(c.DatabaseURL, DemoDatabase)
+	if err != nil {
+		return fmt.Errorf("%w: --database-url: %s", config.ErrUsage, redactURL(err))
+	}
 	if err := Migrate(ctx, url, env); err != nil {
 		return err
 	}
@@ -122,17 +124,6 @@ func Demo(ctx context.Context, c DemoConfig, env Env) error {
 		fmt.Fprintf(env.Stdout, "(a real run would exit 1 here: %v)\n", second)
 	}
 	return nil
-}
-
-// withDatabase returns the connection string s pointed at database name.
-func withDatabase(s, name string) string {
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		if u, err := neturl.Parse(s); err == nil {
-			u.Path = "/" + name
-			return u.String()
-		}
-	}
-	return strings.TrimSpace(s + " dbname=" + name)
 }
 
 func loadDemoRows(ctx context.Context, url string, n int) error {

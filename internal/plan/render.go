@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"github.com/reconcile/reconcile/internal/textout"
 )
 
 // WriteTable writes p for people:
@@ -48,23 +50,7 @@ func (p Plan) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return writeTrimmed(w, buf.Bytes())
-}
-
-// writeTrimmed writes text without the spaces tabwriter leaves at the end
-// of lines.
-func writeTrimmed(w io.Writer, text []byte) error {
-	lines := bytes.SplitAfter(text, []byte("\n"))
-	var out bytes.Buffer
-	for _, l := range lines {
-		nl := bytes.HasSuffix(l, []byte("\n"))
-		out.Write(bytes.TrimRight(l, " \n"))
-		if nl {
-			out.WriteByte('\n')
-		}
-	}
-	_, err := w.Write(out.Bytes())
-	return err
+	return textout.WriteTrimmed(w, buf.Bytes())
 }
 
 // WriteJSON writes p as one indented JSON object (the fields of Plan).

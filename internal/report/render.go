@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/reconcile/reconcile/internal/textout"
 )
 
 // Formats of the report.
@@ -83,7 +85,7 @@ func (r Report) WriteTable(out io.Writer) error {
 
 	if len(r.Failures) == 0 {
 		fmt.Fprintln(w, "No failures.")
-		return writeTrimmed(out, w.Bytes())
+		return textout.WriteTrimmed(out, w.Bytes())
 	}
 	fmt.Fprintln(w, "FAILURES BY ERROR CODE")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -99,22 +101,7 @@ func (r Report) WriteTable(out io.Writer) error {
 		}
 	}
 	_ = tw.Flush()
-	return writeTrimmed(out, w.Bytes())
-}
-
-// writeTrimmed writes text without the spaces tabwriter leaves at the end
-// of lines.
-func writeTrimmed(w io.Writer, text []byte) error {
-	var out bytes.Buffer
-	for _, l := range bytes.SplitAfter(text, []byte("\n")) {
-		nl := bytes.HasSuffix(l, []byte("\n"))
-		out.Write(bytes.TrimRight(l, " \n"))
-		if nl {
-			out.WriteByte('\n')
-		}
-	}
-	_, err := w.Write(out.Bytes())
-	return err
+	return textout.WriteTrimmed(out, w.Bytes())
 }
 
 // WriteCSV writes r as CSVHeader and one line per value:

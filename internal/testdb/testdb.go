@@ -46,7 +46,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -121,7 +120,7 @@ func New(t testing.TB, opts ...Option) *DB {
 			t.Errorf("testdb: drop database %s: %v", name, err)
 		}
 	})
-	u, err := withDatabase(srv.adminURL, name)
+	u, err := db.WithDatabase(srv.adminURL, name)
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
 	}
@@ -355,7 +354,7 @@ func (s *srv) template(ctx context.Context) (string, error) {
 }
 
 func migrateDatabase(ctx context.Context, adminURL, name string) error {
-	u, err := withDatabase(adminURL, name)
+	u, err := db.WithDatabase(adminURL, name)
 	if err != nil {
 		return err
 	}
@@ -385,27 +384,6 @@ func migrationsHash() (string, error) {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// withDatabase returns connString with its database replaced by name. It
-// accepts URLs and key=value strings.
-func withDatabase(connString, name string) (string, error) {
-	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
-		u, err := url.Parse(connString)
-		if err != nil {
-			return "", fmt.Errorf("parse connection URL: %w", err)
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		q := u.Query()
-		if q.Has("dbname") {
-			q.Del("dbname")
-			u.RawQuery = q.Encode()
-		}
-		return u.String(), nil
-	}
-	// key=value: a later keyword wins.
-	return strings.TrimSpace(connString) + " dbname=" + name, nil
 }
 
 func randomHex(n int) string {
