@@ -239,7 +239,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		Secrets: env.Redactor,
 	}, st, client)
 	if env.Progress != nil {
-		env.Progress(apply.Progress{Done: sum.Done() + sum.Counts[model.OutcomeInvalid] + sum.Counts[model.OutcomeFailed],
+		env.Progress(apply.Progress{Done: sum.Done() + sum.NotDone(),
 			Total: total, Requests: sum.Requests, Rate: float64(sum.Requests) / max(sum.Elapsed.Seconds(), 1e-9)})
 	}
 	if env.ProgressDone != nil {
@@ -271,9 +271,9 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	}
 	counts := make([]any, 0, 2*len(sum.Counts)+20)
 	counts = append(counts, "status", endStatus)
-	for _, o := range outcomeOrder {
-		if n, ok := sum.Counts[o]; ok || o.Done() || o == model.OutcomeInvalid || o == model.OutcomeFailed {
-			counts = append(counts, string(o), n)
+	for _, k := range model.Outcomes() {
+		if n, ok := sum.Counts[k.Outcome]; ok || k.Contract || k.Done {
+			counts = append(counts, string(k.Outcome), n)
 		}
 	}
 	counts = append(counts, "invalid_unchanged", invalidUnchanged, "unfinished", sum.Unfinished,
@@ -281,12 +281,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
 		"error", errString(runErr))
 	log.Info("summary", counts...)
-	notDone := invalidUnchanged
-	for o, n := range sum.Counts {
-		if !o.Done() && o != model.OutcomeDeleted {
-			notDone += n
-		}
-	}
+	notDone := invalidUnchanged + sum.NotDone()
 	if mode == apply.ModeApply {
 		pushMetrics(ctx, c, log, runID, endStatus, sum, invalidUnchanged, runErr == nil && notDone == 0)
 	}
@@ -321,15 +316,10 @@ func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, runID int6
 	log.Info("metrics pushed", "url", metrics.SafeURL(c.PushgatewayURL))
 }
 
-// outcomeOrder is the order of outcomes in summaries.
-var outcomeOrder = []model.Outcome{model.OutcomeApplied, model.OutcomeAlreadyExists, model.OutcomeUpdated,
-	model.OutcomeInSync, model.OutcomeInvalid, model.OutcomeFailed, model.OutcomeDrifted, model.OutcomeMissing,
-	model.OutcomeDeleted}
-
 func notDoneText(counts map[model.Outcome]int64, invalidUnchanged int64) string {
 	var parts []string
-	for _, o := range outcomeOrder {
-		if n := counts[o]; n > 0 && !o.Done() && o != model.OutcomeDeleted {
+	for _, o := range model.OutcomesWhere(func(k model.OutcomeKind) bool { return k.NotDone }) {
+		if n := counts[o]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, o))
 		}
 	}

@@ -68,20 +68,20 @@ func (s *store) DesiredPage(ctx context.Context, after string, limit int) ([]mod
 }
 
 // PrunePage implements apply.Store.
-func (s *store) PrunePage(ctx context.Context, after string, limit int) ([]model.Row, error) {
+func (s *store) PrunePage(ctx context.Context, runID int64, after string, limit int) ([]model.Row, error) {
 	var rows []model.Row
 	err := s.retry(ctx, "read prune candidates", func(ctx context.Context) (err error) {
-		rows, err = db.PrunePage(ctx, s.pool, after, limit)
+		rows, err = db.PrunePage(ctx, s.pool, runID, after, limit)
 		return err
 	})
 	return rows, err
 }
 
 // CountPrune implements apply.Store.
-func (s *store) CountPrune(ctx context.Context) (int64, error) {
+func (s *store) CountPrune(ctx context.Context, runID int64) (int64, error) {
 	var n int64
 	err := s.retry(ctx, "count prune candidates", func(ctx context.Context) (err error) {
-		n, err = db.CountPrune(ctx, s.pool)
+		n, err = db.CountPrune(ctx, s.pool, runID)
 		return err
 	})
 	return n, err
@@ -90,9 +90,19 @@ func (s *store) CountPrune(ctx context.Context) (int64, error) {
 // WriteOutcomes implements apply.Store. db.WriteOutcomes is idempotent per
 // (run, domain), so retrying after a commit whose answer was lost cannot
 // double an outcome or a count.
-func (s *store) WriteOutcomes(ctx context.Context, runID int64, rs []model.Result, c apply.Counters) error {
+func (s *store) WriteOutcomes(ctx context.Context, runID int64, rs []model.Result, c apply.Counters) (map[model.Outcome]int64, error) {
 	rc := db.RunCounters{Requests: c.Requests, Throttled: c.Throttled}
-	return s.retry(ctx, "write outcomes", func(ctx context.Context) error {
-		return db.WriteOutcomes(ctx, s.pool, runID, rs, rc)
+	var w db.Written
+	err := s.retry(ctx, "write outcomes", func(ctx context.Context) (err error) {
+		w, err = db.WriteOutcomes(ctx, s.pool, runID, rs, rc)
+		return err
+	})
+	return w, err
+}
+
+// MarkSending implements apply.Store.
+func (s *store) MarkSending(ctx context.Context, intents []model.Intent) error {
+	return s.retry(ctx, "mark rows as being sent", func(ctx context.Context) error {
+		return db.MarkSending(ctx, s.pool, intents)
 	})
 }

@@ -47,14 +47,21 @@ type Store interface {
 	PendingPage(ctx context.Context, after string, limit int) ([]model.Row, error)
 	// DesiredPage is PendingPage over every desired row (verify).
 	DesiredPage(ctx context.Context, after string, limit int) ([]model.Row, error)
-	// PrunePage returns prune candidates: domains the job configured that
-	// are no longer desired (Domain and Fingerprint set).
-	PrunePage(ctx context.Context, after string, limit int) ([]model.Row, error)
-	// CountPrune returns the number of prune candidates.
-	CountPrune(ctx context.Context) (int64, error)
+	// PrunePage returns prune candidates of run runID: domains the job
+	// configured that are no longer desired and have no outcome in the run
+	// yet (Domain and Fingerprint set).
+	PrunePage(ctx context.Context, runID int64, after string, limit int) ([]model.Row, error)
+	// CountPrune returns the number of prune candidates of run runID.
+	CountPrune(ctx context.Context, runID int64) (int64, error)
+	// MarkSending records, durably, that the intents' writes may be about
+	// to reach the cloud (see db.MarkSending). Run calls it for every page
+	// before the first of its requests is sent.
+	MarkSending(ctx context.Context, intents []model.Intent) error
 	// WriteOutcomes writes rs and adds c to the run's counters, atomically
 	// and idempotently (an outcome already written for the run is skipped).
-	WriteOutcomes(ctx context.Context, runID int64, rs []model.Result, c Counters) error
+	// It returns, per outcome, how many of rs's domains the run holds an
+	// outcome for afterwards (see db.Written).
+	WriteOutcomes(ctx context.Context, runID int64, rs []model.Result, c Counters) (map[model.Outcome]int64, error)
 }
 
 // API is what a run needs from the Live API. Implementations must be safe
@@ -140,6 +147,7 @@ type Progress struct {
 
 // Summary is what a pass did.
 type Summary struct {
+	// Counts are the outcomes stored in the database, per outcome.
 	Counts    map[model.Outcome]int64
 	Requests  int64
 	Throttled int64
@@ -151,9 +159,27 @@ type Summary struct {
 	Elapsed    time.Duration
 }
 
-// Done returns the number of rows that ended done.
+// Done returns the number of rows that ended done (model.OutcomeKind.Done).
 func (s Summary) Done() int64 {
-	return s.Counts[model.OutcomeApplied] + s.Counts[model.OutcomeAlreadyExists] + s.Counts[model.OutcomeUpdated]
+	var n int64
+	for o, c := range s.Counts {
+		if o.Done() {
+			n += c
+		}
+	}
+	return n
+}
+
+// NotDone returns the number of rows that ended not done
+// (model.OutcomeKind.NotDone).
+func (s Summary) NotDone() int64 {
+	var n int64
+	for o, c := range s.Counts {
+		if o.NotDone() {
+			n += c
+		}
+	}
+	return n
 }
 
 func realSleep(ctx context.Context, d time.Duration) error {

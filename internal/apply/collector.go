@@ -25,7 +25,9 @@ func newCollector(r *runner) *collector {
 	return &collector{r: r, counts: make(map[model.Outcome]int64), buf: make([]model.Result, 0, r.o.FlushSize)}
 }
 
-// loop drains r.results until it is closed, then flushes what is left.
+// loop drains r.results until it is closed, then flushes what is left. A
+// request on r.flushNow is answered (its channel closed) once every result
+// already sent on r.results is written (or the write failed).
 func (c *collector) loop() {
 	t := time.NewTicker(c.r.o.FlushInterval)
 	defer t.Stop()
@@ -36,12 +38,35 @@ func (c *collector) loop() {
 				c.flush()
 				return
 			}
-			c.buf = append(c.buf, res)
-			if len(c.buf) >= c.r.o.FlushSize {
-				c.flush()
-			}
+			c.add(res)
+		case ack := <-c.r.flushNow:
+			c.drain()
+			c.flush()
+			close(ack)
 		case <-t.C:
 			c.flush()
+		}
+	}
+}
+
+func (c *collector) add(res model.Result) {
+	c.buf = append(c.buf, res)
+	if len(c.buf) >= c.r.o.FlushSize {
+		c.flush()
+	}
+}
+
+// drain takes every result already waiting on r.results.
+func (c *collector) drain() {
+	for {
+		select {
+		case res, ok := <-c.r.results:
+			if !ok {
+				return
+			}
+			c.add(res)
+		default:
+			return
 		}
 	}
 }
@@ -62,17 +87,20 @@ func (c *collector) flush() {
 	}
 	// Writes must go on after a signal: use a context that only the store's
 	// own deadline ends.
-	if err := c.r.store.WriteOutcomes(context.WithoutCancel(c.r.dispatch), c.r.o.RunID, c.buf, delta); err != nil {
+	stored, err := c.r.store.WriteOutcomes(context.WithoutCancel(c.r.dispatch), c.r.o.RunID, c.buf, delta)
+	if err != nil {
 		c.err = fmt.Errorf("%w: writing %d outcomes: %w", ErrStore, len(c.buf), err)
 		c.r.stop(c.err)
 		c.r.log.Error("cannot write outcomes; stopping dispatch (the rows stay pending for the next run)", "error", err)
 		c.buf = c.buf[:0]
 		return
 	}
-	for _, res := range c.buf {
-		c.counts[res.Outcome]++
+	// Count what the database holds, not what was handed in: a result
+	// dropped as a second outcome of its domain in this run is not counted.
+	for o, n := range stored {
+		c.counts[o] += n
+		c.written += n
 	}
-	c.written += int64(len(c.buf))
 	c.sentReq, c.sentThr, c.sentRetry = req, thr, rty
 	c.buf = c.buf[:0]
 }

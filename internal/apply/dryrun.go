@@ -57,7 +57,7 @@ func DryRunPrune(ctx context.Context, store Store, pageSize int, pruneMax int64,
 	var n int64
 	after := ""
 	for {
-		rows, err := store.PrunePage(ctx, after, pageSize)
+		rows, err := store.PrunePage(ctx, 0, after, pageSize)
 		if err != nil {
 			return n, fmt.Errorf("reading prune candidates: %w", err)
 		}

@@ -29,6 +29,7 @@ type runner struct {
 	stop        context.CancelCauseFunc
 	requests    context.Context // cancelled: abandon in-flight requests (grace over)
 	results     chan model.Result
+	flushNow    chan chan struct{} // ask the collector to write what it holds
 	nRequests   atomic.Int64
 	nThrottled  atomic.Int64
 	nRetries    atomic.Int64
@@ -59,9 +60,10 @@ func Run(ctx context.Context, o Options, store Store, api API) (Summary, error) 
 	start := o.Now()
 	r := &runner{
 		o: o, store: store, api: api, log: o.Logger,
-		gate:    NewGate(o.Rate, o.Adaptive, o.BreakerThreshold),
-		backoff: NewBackoff(o.BackoffBase, o.BackoffMax, o.Seed),
-		results: make(chan model.Result, o.FlushSize), // room for one batch while the previous one is written
+		gate:     NewGate(o.Rate, o.Adaptive, o.BreakerThreshold),
+		backoff:  NewBackoff(o.BackoffBase, o.BackoffMax, o.Seed),
+		results:  make(chan model.Result, o.FlushSize), // room for one batch while the previous one is written
+		flushNow: make(chan chan struct{}),
 	}
 	r.dispatch, r.stop = context.WithCancelCause(context.WithoutCancel(ctx))
 	requests, abandon := context.WithCancel(context.WithoutCancel(ctx))
@@ -130,20 +132,25 @@ type pageFunc func(ctx context.Context, after string, limit int) ([]model.Row, e
 // produce runs the pass: the rows of the mode, then (ModeApply with Prune)
 // the prune candidates. It returns when every dispatched worker finished.
 func (r *runner) produce() error {
-	p := pool.New().WithMaxGoroutines(r.o.Concurrency)
-	defer p.Wait()
 	if r.o.Mode == ModeVerify {
-		return r.produceFrom(p, r.store.DesiredPage, "desired rows", r.verify, false)
+		p := pool.New().WithMaxGoroutines(r.o.Concurrency)
+		defer p.Wait()
+		return r.produceFrom(p, r.store.DesiredPage, "desired rows", r.verify, false, nil)
 	}
-	if err := r.produceFrom(p, r.store.PendingPage, "pending rows", r.apply, true); err != nil {
+	p := pool.New().WithMaxGoroutines(r.o.Concurrency)
+	err := r.produceFrom(p, r.store.PendingPage, "pending rows", r.apply, true, writeIntent)
+	p.Wait()
+	if err != nil || !r.o.Prune || r.dispatch.Err() != nil {
 		return err
 	}
-	if !r.o.Prune || r.dispatch.Err() != nil {
+	// Deletes start once every pending row has its outcome written, so
+	// that a domain handled by the pass (then deleted from the desired
+	// table meanwhile) is not also pruned in this run: a run records one
+	// outcome per domain, and the prune query skips the domains it has.
+	if !r.flushed() {
 		return nil
 	}
-	// Deletes start after every pending row has been dispatched; the pool
-	// keeps them under the same concurrency and gate.
-	n, err := r.store.CountPrune(r.dispatch)
+	n, err := r.store.CountPrune(r.dispatch, r.o.RunID)
 	if err != nil {
 		err = fmt.Errorf("%w: counting prune candidates: %w", ErrStore, err)
 		r.stop(err)
@@ -155,12 +162,43 @@ func (r *runner) produce() error {
 		return err
 	}
 	r.log.Info("pruning configs of domains no longer desired", "candidates", n)
-	return r.produceFrom(p, r.store.PrunePage, "prune candidates", r.prune, false)
+	pp := pool.New().WithMaxGoroutines(r.o.Concurrency)
+	defer pp.Wait()
+	prunePage := func(ctx context.Context, after string, limit int) ([]model.Row, error) {
+		return r.store.PrunePage(ctx, r.o.RunID, after, limit)
+	}
+	return r.produceFrom(pp, prunePage, "prune candidates", r.prune, false, deleteIntent)
 }
+
+// flushed asks the collector to write every outcome handed to it so far and
+// waits for it; false when the pass stopped or the write failed.
+func (r *runner) flushed() bool {
+	ack := make(chan struct{})
+	select {
+	case r.flushNow <- ack:
+	case <-r.dispatch.Done():
+		return false
+	}
+	<-ack
+	return r.dispatch.Err() == nil
+}
+
+// writeIntent is what an Add or Update of row may put in the cloud.
+func writeIntent(row model.Row) model.Intent {
+	return model.Intent{Domain: row.Domain, Fingerprint: row.Fingerprint}
+}
+
+// deleteIntent marks a Delete: it puts no values in the cloud.
+func deleteIntent(row model.Row) model.Intent { return model.Intent{Domain: row.Domain} }
 
 // produceFrom pages through page and hands each row to do on the pool;
 // with validateRows, invalid rows get their outcome without a request.
-func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(model.Row), validateRows bool) error {
+// With intent set, the page's rows that will be sent are marked (one
+// statement, Store.MarkSending) before the first of them is dispatched: the
+// job then knows which values may be in the cloud because of its writes,
+// whatever happens to their answers or to the process.
+func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(model.Row), validateRows bool,
+	intent func(model.Row) model.Intent) error {
 	after := ""
 	for {
 		if r.dispatch.Err() != nil {
@@ -175,10 +213,8 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 			r.stop(err)
 			return err
 		}
+		send := rows[:0:0]
 		for _, row := range rows {
-			if r.dispatch.Err() != nil {
-				return nil
-			}
 			r.nDispatched.Add(1)
 			if validateRows {
 				if err := validate.Row(row); err != nil {
@@ -186,6 +222,28 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 					r.results <- invalidResult(row, err, r.o.Now())
 					continue
 				}
+			}
+			send = append(send, row)
+		}
+		if intent != nil && len(send) > 0 {
+			intents := make([]model.Intent, len(send))
+			for i, row := range send {
+				intents[i] = intent(row)
+			}
+			if err := r.store.MarkSending(r.dispatch, intents); err != nil {
+				r.nDispatched.Add(-int64(len(send)))
+				if r.dispatch.Err() != nil {
+					return nil
+				}
+				err = fmt.Errorf("%w: marking %d %s as being sent: %w", ErrStore, len(send), what, err)
+				r.stop(err)
+				return err
+			}
+		}
+		for i, row := range send {
+			if r.dispatch.Err() != nil {
+				r.nDispatched.Add(-int64(len(send) - i))
+				return nil
 			}
 			p.Go(func() {
 				if key := row.AuthKey.Reveal(); key != "" && r.o.Secrets != nil {
@@ -216,19 +274,30 @@ func invalidResult(row model.Row, err error, now time.Time) model.Result {
 // the request is not sent, and call sends it again after the wait.
 var errDeferred = errors.New("send deferred by the rate window")
 
+// errNoAnswer stands in for the error of a failed row that has none (a bug:
+// every failed row must carry the answer that failed it).
+var errNoAnswer = errors.New("the row failed without an error answer (a bug in reconcile)")
+
+const errNoAnswerCode = "InternalError.Reconcile"
+
 // errStopped is returned by call when the pass stopped before the row's
 // outcome was known: the row gets no outcome and stays pending.
 var errStopped = errors.New("stopped")
 
-// call sends one request (f) through the gate, retrying throttled and
-// transient answers with backoff while res.Attempts < MaxAttempts. It
-// returns the last answer, its class and error; errStopped when the pass
-// stopped first (a credentials answer stops the pass too).
+// call performs one step of a row (one operation, f) through the gate,
+// retrying throttled and transient answers with backoff while
+// res.Attempts < MaxAttempts; a step always gets at least one attempt of its
+// own, so a fallback (Add after Update's ConfigNotFound, Describe after an
+// unproven ConfigAlreadyExists) is sent even when the steps before it used
+// every attempt. It returns the last answer, its class and error (non-nil
+// whenever the class is not ClassOK); errStopped when the pass stopped first
+// (a credentials answer stops the pass too).
 func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answer, error)) (live.Answer, live.Class, error) {
 	var ans live.Answer
 	var err error
 	class := live.ClassTransient
-	for res.Attempts < r.o.MaxAttempts {
+	limit := max(r.o.MaxAttempts, res.Attempts+1)
+	for res.Attempts < limit {
 		if res.Attempts > 0 {
 			r.nRetries.Add(1)
 		}
@@ -300,7 +369,7 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 		default:
 			return ans, class, err
 		}
-		if res.Attempts < r.o.MaxAttempts && r.wait(now.Add(delay)) != nil {
+		if res.Attempts < limit && r.wait(now.Add(delay)) != nil {
 			return ans, live.ClassCanceled, errStopped
 		}
 	}
@@ -318,11 +387,30 @@ func (r *runner) request(row model.Row) live.Request {
 
 // apply brings one pending row to its desired state (ModeApply) and sends
 // its result, unless the pass stopped first.
+//
+// Done is recorded only on an answer that proves the cloud holds the row's
+// values: an OK answer to Add or Update, a Describe that matches, or a
+// ConfigAlreadyExists when the job cannot have written other values for the
+// domain (row.OtherUnconfirmed false); otherwise a ConfigAlreadyExists is
+// followed by a Describe (see describeAndDecide).
 func (r *runner) apply(row model.Row) {
 	req := r.request(row)
 	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
-	add := func(ctx context.Context) (live.Answer, error) { return r.api.Add(ctx, req) }
-	update := func(ctx context.Context) (live.Answer, error) { return r.api.Update(ctx, req) }
+	// A write whose answer proves nothing (5xx, reset, timeout) may have
+	// been applied: the row's failed outcome says so.
+	write := func(op func(context.Context, live.Request) (live.Answer, error)) func(context.Context) (live.Answer, error) {
+		return func(ctx context.Context) (live.Answer, error) {
+			ans, err := op(ctx, req)
+			switch live.Classify(err) {
+			case live.ClassTransient:
+				res.PossiblyApplied = true
+			case live.ClassOK, live.ClassDuplicate, live.ClassNotFound:
+				res.PossiblyApplied = false
+			}
+			return ans, err
+		}
+	}
+	add, update := write(r.api.Add), write(r.api.Update)
 
 	if row.Applied && !r.o.FixDrift && r.o.VerifyExisting && row.LastOutcome == model.OutcomeDrifted {
 		// Drift is to be reported, not fixed: look again instead of updating.
@@ -333,14 +421,16 @@ func (r *runner) apply(row model.Row) {
 	var class live.Class
 	if row.Applied {
 		_, class, err = r.call(&res, update)
-		if class == live.ClassNotFound {
-			// Update's target is gone (deleted outside the job): Add it.
-			r.log.Info("update target not found, adding instead", "domain", row.Domain)
-			_, class, err = r.call(&res, add)
-		} else if class == live.ClassOK {
+		switch class {
+		case live.ClassOK:
 			res.Outcome = model.OutcomeUpdated
 			r.finish(res, nil)
 			return
+		case live.ClassNotFound:
+			// Update's target is gone (deleted outside the job): Add it, with
+			// an attempt of its own.
+			r.log.Info("update target not found, adding instead", "domain", row.Domain)
+			_, class, err = r.call(&res, add)
 		}
 	} else {
 		_, class, err = r.call(&res, add)
@@ -351,7 +441,10 @@ func (r *runner) apply(row model.Row) {
 	case class == live.ClassOK:
 		res.Outcome = model.OutcomeApplied
 		r.finish(res, nil)
-	case class == live.ClassDuplicate && r.o.VerifyExisting:
+	case class == live.ClassDuplicate && (r.o.VerifyExisting || row.OtherUnconfirmed):
+		// With OtherUnconfirmed, the config there may be other values the
+		// job itself wrote earlier (an answer lost, a process killed):
+		// ConfigAlreadyExists proves nothing about this row's values.
 		r.describeAndDecide(row, &res, add, update)
 	case class == live.ClassDuplicate:
 		res.Outcome = model.OutcomeAlreadyExists
@@ -364,7 +457,8 @@ func (r *runner) apply(row model.Row) {
 
 // describeAndDecide describes an existing config and compares it with the
 // row: equal → already_exists (in_sync when it was drifted before); differs
-// → Update (FixDrift) or drifted; absent → Add.
+// → Update (FixDrift) or drifted; absent → Add. Each step gets at least one
+// attempt of its own.
 func (r *runner) describeAndDecide(row model.Row, res *model.Result, add, update func(context.Context) (live.Answer, error)) {
 	cfg, state, err := r.describe(row, res)
 	if errors.Is(err, errStopped) {
@@ -384,6 +478,7 @@ func (r *runner) describeAndDecide(row model.Row, res *model.Result, add, update
 	case state == model.OutcomeInSync:
 		res.Outcome, res.ErrorCode = model.OutcomeAlreadyExists, "ConfigAlreadyExists"
 		res.ErrorMessage = "a config already exists and matches the desired values"
+		res.PossiblyApplied = false
 		r.finish(*res, nil)
 		return
 	case state == model.OutcomeMissing:
@@ -396,10 +491,11 @@ func (r *runner) describeAndDecide(row model.Row, res *model.Result, add, update
 	case !r.o.FixDrift:
 		res.Outcome, res.ErrorCode = model.OutcomeDrifted, "Drifted"
 		res.ErrorMessage = driftMessage(row, cfg)
+		res.PossiblyApplied = false
 		r.finish(*res, nil)
 		return
 	default:
-		r.log.Info("config drifted, updating", "domain", row.Domain, "drift", driftMessage(row, cfg))
+		r.log.Info("config differs, updating", "domain", row.Domain, "drift", driftMessage(row, cfg))
 		_, class, err = r.call(res, update)
 		if class == live.ClassOK {
 			res.Outcome = model.OutcomeUpdated
@@ -490,6 +586,11 @@ func (r *runner) prune(row model.Row) {
 	case class == live.ClassOK:
 		res.Outcome = model.OutcomeDeleted
 		r.finish(res, nil)
+	case class == live.ClassNotFound:
+		// Nothing to delete: the goal is reached.
+		res.Outcome = model.OutcomeDeleted
+		res.ErrorCode, res.ErrorMessage = live.ErrorCode(err), "no config was there to delete"
+		r.finish(res, nil)
 	default:
 		res.Outcome = model.OutcomeFailed
 		r.finish(res, err)
@@ -497,8 +598,13 @@ func (r *runner) prune(row model.Row) {
 }
 
 // finish records err's details on res and hands it to the collector.
+// A failed result always carries an error code and message.
 func (r *runner) finish(res model.Result, err error) {
 	res.FinishedAt = r.o.Now()
+	if res.Outcome == model.OutcomeFailed && err == nil && res.ErrorCode == "" {
+		// Every path to failed passes the answer's error; this is a guard.
+		res.ErrorCode, res.ErrorMessage = errNoAnswerCode, errNoAnswer.Error()
+	}
 	if err != nil {
 		res.ErrorCode = live.ErrorCode(err)
 		res.ErrorMessage = err.Error()

@@ -34,7 +34,7 @@ func BenchmarkWriteOutcomes(b *testing.B) {
 			run := beginRun(b, tdb.Pool)
 			ctx := context.Background()
 			for i := 0; b.Loop(); i++ {
-				if err := db.WriteOutcomes(ctx, tdb.Pool, run, benchResults(run, n, i), db.RunCounters{Requests: 1}); err != nil {
+				if _, err := db.WriteOutcomes(ctx, tdb.Pool, run, benchResults(run, n, i), db.RunCounters{Requests: 1}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -62,7 +62,10 @@ func record(t testing.TB, pool *pgxpool.Pool, domain string, o model.Outcome) {
 	t.Helper()
 	run := beginRun(t, pool)
 	r := model.Result{Domain: domain, Outcome: o, Attempts: 1, Fingerprint: fingerprintOf(t, pool, domain)}
-	if err := db.WriteOutcomes(testutil.Context(t), pool, run, []model.Result{r}, db.RunCounters{Requests: 1}); err != nil {
+	if o == model.OutcomeFailed {
+		r.ErrorCode, r.ErrorMessage = "InternalError", "The request processing has failed due to some unknown error."
+	}
+	if _, err := db.WriteOutcomes(testutil.Context(t), pool, run, []model.Result{r}, db.RunCounters{Requests: 1}); err != nil {
 		t.Fatalf("WriteOutcomes: %v", err)
 	}
 	if err := db.FinishRun(testutil.Context(t), pool, run, db.RunSucceeded, ""); err != nil {

@@ -24,11 +24,15 @@ const (
 //     already there is skipped (a retried batch, or a domain twice in a
 //     batch: the first one wins);
 //  2. st upserts reconcile_domain_state from the rows actually inserted:
-//     last_* always, done_fingerprint only for done outcomes;
+//     last_* always; done_fingerprint, remote_exists and unconfirmed as the
+//     outcome's kind says (model.OutcomeKind: Done, Remote, Confirms);
 //  3. the final UPDATE adds the per-outcome counts of the inserted rows to
-//     the run, and requests/throttled/invalid_unchanged ($11..$13) when at
+//     the run, and requests/throttled/invalid_unchanged ($12..$14) when at
 //     least one row was inserted or the batch was empty, so a retried batch
-//     is counted once.
+//     is counted once; it returns the counts it added.
+//
+// The outcome lists in it are generated from model.Outcomes (see
+// writeOutcomesSQL), so a new outcome kind needs no edit here.
 //
 // Arrays + unnest: one round trip and one statement. BenchmarkWriteOutcomes
 // compares it with COPY into a temporary table + INSERT ... SELECT (three
@@ -36,16 +40,33 @@ const (
 // 10 ms vs 15 ms at 500 rows and 83 ms vs 74 ms at 5,000 (the COPY variant
 // doing a simpler upsert), so unnest wins at the flush sizes a run uses and
 // keeps the write a single atomic statement.
-const sqlWriteOutcomes = `WITH input AS (
+var sqlWriteOutcomes = writeOutcomesSQL()
+
+// writeOutcomesSQL builds sqlWriteOutcomes from the outcome table.
+func writeOutcomesSQL() string {
+	kinds := model.Outcomes()
+	done := sqlList(model.OutcomesWhere(func(k model.OutcomeKind) bool { return k.Done }))
+	exists := sqlList(model.OutcomesWhere(func(k model.OutcomeKind) bool { return k.Remote == model.RemoteExists }))
+	absent := sqlList(model.OutcomesWhere(func(k model.OutcomeKind) bool { return k.Remote == model.RemoteAbsent }))
+	confirms := sqlList(model.OutcomesWhere(func(k model.OutcomeKind) bool { return k.Confirms }))
+	forgetsDone := sqlList(model.OutcomesWhere(func(k model.OutcomeKind) bool { return k.Confirms && !k.Done }))
+	var filters, storedFilters, sets, returning strings.Builder
+	for _, k := range kinds {
+		fmt.Fprintf(&filters, ",\n           count(*) FILTER (WHERE outcome = '%s') AS %s", k.Outcome, k.Outcome)
+		fmt.Fprintf(&storedFilters, ",\n           count(*) FILTER (WHERE outcome = '%s') AS stored_%s", k.Outcome, k.Outcome)
+		fmt.Fprintf(&sets, "    %s = r.%s + n.%s,\n", k.Outcome, k.Outcome, k.Outcome)
+		fmt.Fprintf(&returning, ", m.stored_%s", k.Outcome)
+	}
+	return `WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],
-                         $9::text[], $10::timestamptz[])
+                         $9::text[], $10::timestamptz[], $11::bool[])
         AS t(domain_name, outcome, error_code, error_message, http_status, request_id, attempts, fingerprint,
-             finished_at)
+             finished_at, possibly_applied)
 ), ins AS (
     INSERT INTO reconcile_outcomes (run_id, domain_name, outcome, error_code, error_message, http_status,
-                                    request_id, attempts, fingerprint, finished_at)
+                                    request_id, attempts, fingerprint, finished_at, possibly_applied)
     SELECT $1, domain_name, outcome, NULLIF(error_code, ''), NULLIF(error_message, ''), NULLIF(http_status, 0),
-           NULLIF(request_id, ''), attempts, fingerprint, coalesce(finished_at, now())
+           NULLIF(request_id, ''), attempts, fingerprint, coalesce(finished_at, now()), possibly_applied
     FROM input
     ON CONFLICT (run_id, domain_name) DO NOTHING
     RETURNING id, run_id, domain_name, outcome, fingerprint, error_code, error_message, finished_at
@@ -53,9 +74,9 @@ const sqlWriteOutcomes = `WITH input AS (
     INSERT INTO reconcile_domain_state AS s (domain_name, last_outcome_id, last_run_id, last_outcome,
         last_fingerprint, last_error_code, last_error_message, last_finished_at, done_fingerprint, remote_exists)
     SELECT domain_name, id, run_id, outcome, fingerprint, error_code, error_message, finished_at,
-           CASE WHEN outcome IN ('applied', 'already_exists', 'updated', 'in_sync') THEN fingerprint END,
-           CASE WHEN outcome IN ('applied', 'already_exists', 'updated', 'in_sync', 'drifted') THEN true
-                WHEN outcome IN ('missing', 'deleted') THEN false END
+           CASE WHEN outcome IN (` + done + `) THEN fingerprint END,
+           CASE WHEN outcome IN (` + exists + `) THEN true
+                WHEN outcome IN (` + absent + `) THEN false END
     FROM ins
     ON CONFLICT (domain_name) DO UPDATE SET
         last_outcome_id    = excluded.last_outcome_id,
@@ -65,39 +86,89 @@ const sqlWriteOutcomes = `WITH input AS (
         last_error_code    = excluded.last_error_code,
         last_error_message = excluded.last_error_message,
         last_finished_at   = excluded.last_finished_at,
-        done_fingerprint   = CASE WHEN excluded.last_outcome IN ('drifted', 'missing', 'deleted') THEN NULL
+        done_fingerprint   = CASE WHEN excluded.last_outcome IN (` + forgetsDone + `) THEN NULL
                                   ELSE coalesce(excluded.done_fingerprint, s.done_fingerprint) END,
-        remote_exists      = coalesce(excluded.remote_exists, s.remote_exists)
-    WHERE s.last_outcome_id < excluded.last_outcome_id
+        remote_exists      = coalesce(excluded.remote_exists, s.remote_exists),
+        unconfirmed        = CASE WHEN excluded.last_outcome IN (` + confirms + `) THEN '{}'::text[]
+                                  ELSE s.unconfirmed END
+    WHERE s.last_outcome_id IS NULL OR s.last_outcome_id < excluded.last_outcome_id
 ), n AS (
-    SELECT count(*) AS total,
-           count(*) FILTER (WHERE outcome = 'applied')        AS applied,
-           count(*) FILTER (WHERE outcome = 'already_exists') AS already_exists,
-           count(*) FILTER (WHERE outcome = 'updated')        AS updated,
-           count(*) FILTER (WHERE outcome = 'invalid')        AS invalid,
-           count(*) FILTER (WHERE outcome = 'failed')         AS failed,
-           count(*) FILTER (WHERE outcome = 'drifted')        AS drifted,
-           count(*) FILTER (WHERE outcome = 'in_sync')        AS in_sync,
-           count(*) FILTER (WHERE outcome = 'missing')        AS missing,
-           count(*) FILTER (WHERE outcome = 'deleted')        AS deleted
+    SELECT count(*) AS total` + filters.String() + `
     FROM ins
+), m AS (
+    -- what this run holds for the batch's domains after the statement: the
+    -- rows inserted now plus those an earlier attempt of the batch stored
+    SELECT count(*) AS stored` + storedFilters.String() + `
+    FROM (SELECT outcome FROM ins
+          UNION ALL
+          SELECT o.outcome FROM reconcile_outcomes o
+          WHERE o.run_id = $1 AND o.domain_name IN (SELECT domain_name FROM input)) AS stored
 )
 UPDATE reconcile_runs r SET
-    applied           = r.applied + n.applied,
-    already_exists    = r.already_exists + n.already_exists,
-    updated           = r.updated + n.updated,
-    invalid           = r.invalid + n.invalid,
-    failed            = r.failed + n.failed,
-    drifted           = r.drifted + n.drifted,
-    in_sync           = r.in_sync + n.in_sync,
-    missing           = r.missing + n.missing,
-    deleted           = r.deleted + n.deleted,
-    requests          = r.requests + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $11::bigint ELSE 0 END,
-    throttled         = r.throttled + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $12::bigint ELSE 0 END,
-    invalid_unchanged = r.invalid_unchanged + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $13::bigint ELSE 0 END
-FROM n
+` + sets.String() + `    requests          = r.requests + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $12::bigint ELSE 0 END,
+    throttled         = r.throttled + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $13::bigint ELSE 0 END,
+    invalid_unchanged = r.invalid_unchanged + CASE WHEN n.total > 0 OR cardinality($2::text[]) = 0 THEN $14::bigint ELSE 0 END
+FROM n, m
 WHERE r.id = $1
-RETURNING n.total`
+RETURNING n.total` + returning.String()
+}
+
+// sqlList renders outcomes as a SQL list of string literals. Outcome names
+// are fixed identifiers (lower case letters and '_'), never user input.
+func sqlList(os []model.Outcome) string {
+	if len(os) == 0 {
+		return "NULL"
+	}
+	parts := make([]string, len(os))
+	for i, o := range os {
+		parts[i] = "'" + string(o) + "'"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sqlMarkSending records, before a run sends writes for a page of rows, that
+// each row's values (fingerprint; empty for a Delete) may be about to reach
+// the cloud: the fingerprint joins unconfirmed, and done_fingerprint is
+// cleared, since the cloud's config is no longer known until an answer
+// proves it. A domain without a state row gets one (last_* NULL).
+const sqlMarkSending = `INSERT INTO reconcile_domain_state AS s (domain_name, unconfirmed)
+SELECT domain_name, CASE WHEN fingerprint = '' THEN '{}'::text[] ELSE ARRAY[fingerprint] END
+FROM unnest($1::text[], $2::text[]) AS t(domain_name, fingerprint)
+ON CONFLICT (domain_name) DO UPDATE SET
+    done_fingerprint = NULL,
+    unconfirmed      = CASE WHEN excluded.unconfirmed <@ s.unconfirmed THEN s.unconfirmed
+                            ELSE s.unconfirmed || excluded.unconfirmed END`
+
+// MarkSending records intents in one statement, before their requests are
+// sent (see sqlMarkSending): from then on, until an answer proves what the
+// cloud holds, the domains are not done and a ConfigAlreadyExists is
+// trusted only for the values in their unconfirmed set. It must commit
+// before the first of the requests leaves; a process killed after it leaves
+// at most a harmless extra request or Describe for the next run. A domain
+// may appear only once in intents (ErrInvalidArgument otherwise). Marking a
+// domain again is idempotent.
+func MarkSending(ctx context.Context, q Querier, intents []model.Intent) error {
+	if len(intents) == 0 {
+		return nil
+	}
+	domains := make([]string, len(intents))
+	fps := make([]string, len(intents))
+	seen := make(map[string]struct{}, len(intents))
+	for i, in := range intents {
+		if in.Domain == "" {
+			return fmt.Errorf("db: mark sending: intent %d has no domain: %w", i, ErrInvalidArgument)
+		}
+		if _, dup := seen[in.Domain]; dup {
+			return fmt.Errorf("db: mark sending: domain %q twice: %w", in.Domain, ErrInvalidArgument)
+		}
+		seen[in.Domain] = struct{}{}
+		domains[i], fps[i] = in.Domain, in.Fingerprint
+	}
+	if _, err := q.Exec(ctx, sqlMarkSending, domains, fps); err != nil {
+		return fmt.Errorf("db: mark %d domains as sending: %w", len(intents), err)
+	}
+	return nil
+}
 
 // WriteOutcomes records a batch of results of run runID in one statement
 // (one transaction, or part of the caller's when q is a pgx.Tx):
@@ -118,20 +189,21 @@ RETURNING n.total`
 // Text from the API is made storable: NUL bytes removed, invalid UTF-8
 // replaced, and error_message/error_code/request_id cut to the Max*Len
 // limits. A zero FinishedAt becomes the server's now(). Results with an empty
-// Domain or Fingerprint or an unknown Outcome are refused before anything is
-// written (ErrInvalidArgument); an unknown runID gives ErrRunNotFound and
+// Domain or Fingerprint, an unknown Outcome, or a failed outcome without an
+// error code and message are refused before anything is written
+// (ErrInvalidArgument); an unknown runID gives ErrRunNotFound and
 // writes nothing when q is not inside a larger transaction (the statement
 // fails on the foreign key).
-func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Result, c RunCounters) error {
+func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Result, c RunCounters) (Written, error) {
 	if c.Applied != 0 || c.AlreadyExists != 0 || c.Updated != 0 || c.Invalid != 0 || c.Failed != 0 ||
 		c.Drifted != 0 || c.InSync != 0 || c.Missing != 0 || c.Deleted != 0 {
-		return fmt.Errorf("db: write outcomes: per-outcome counters are derived from the results: %w", ErrInvalidArgument)
+		return nil, fmt.Errorf("db: write outcomes: per-outcome counters are derived from the results: %w", ErrInvalidArgument)
 	}
 	if len(rs) == 0 {
 		if c == (RunCounters{}) {
-			return nil
+			return Written{}, nil
 		}
-		return AddRunCounts(ctx, q, runID, c)
+		return Written{}, AddRunCounts(ctx, q, runID, c)
 	}
 	n := len(rs)
 	var (
@@ -144,19 +216,18 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		attempts  = make([]int32, n)
 		fps       = make([]string, n)
 		finishedA = make([]pgtype.Timestamptz, n)
+		possibly  = make([]bool, n)
 	)
 	for i, r := range rs {
 		switch {
 		case r.Domain == "":
-			return fmt.Errorf("db: write outcomes: result %d has no domain: %w", i, ErrInvalidArgument)
+			return nil, fmt.Errorf("db: write outcomes: result %d has no domain: %w", i, ErrInvalidArgument)
 		case r.Fingerprint == "":
-			return fmt.Errorf("db: write outcomes: result for %q has no fingerprint: %w", r.Domain, ErrInvalidArgument)
-		}
-		switch r.Outcome {
-		case model.OutcomeApplied, model.OutcomeAlreadyExists, model.OutcomeUpdated, model.OutcomeInvalid, model.OutcomeFailed,
-			model.OutcomeDrifted, model.OutcomeInSync, model.OutcomeMissing, model.OutcomeDeleted:
-		default:
-			return fmt.Errorf("db: write outcomes: result for %q has outcome %q: %w", r.Domain, r.Outcome, ErrInvalidArgument)
+			return nil, fmt.Errorf("db: write outcomes: result for %q has no fingerprint: %w", r.Domain, ErrInvalidArgument)
+		case !r.Outcome.Valid():
+			return nil, fmt.Errorf("db: write outcomes: result for %q has outcome %q: %w", r.Domain, r.Outcome, ErrInvalidArgument)
+		case r.Outcome == model.OutcomeFailed && (r.ErrorCode == "" || r.ErrorMessage == ""):
+			return nil, fmt.Errorf("db: write outcomes: failed result for %q has no error code or message: %w", r.Domain, ErrInvalidArgument)
 		}
 		domains[i] = r.Domain
 		outcomes[i] = string(r.Outcome)
@@ -169,18 +240,39 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		if !r.FinishedAt.IsZero() {
 			finishedA[i] = pgtype.Timestamptz{Time: r.FinishedAt, Valid: true}
 		}
+		possibly[i] = r.PossiblyApplied
 	}
-	var inserted int64
+	kinds := model.Outcomes()
+	counts := make([]int64, 1+len(kinds))
+	dest := make([]any, len(counts))
+	for i := range counts {
+		dest[i] = &counts[i]
+	}
 	err := q.QueryRow(ctx, sqlWriteOutcomes, runID, domains, outcomes, codes, messages, statuses, reqIDs,
-		attempts, fps, finishedA, c.Requests, c.Throttled, c.InvalidUnchanged).Scan(&inserted)
+		attempts, fps, finishedA, possibly, c.Requests, c.Throttled, c.InvalidUnchanged).Scan(dest...)
 	if err != nil {
 		if isForeignKeyViolation(err) || isNoRows(err) {
-			return fmt.Errorf("db: write %d outcomes of run %d: %w", n, runID, ErrRunNotFound)
+			return nil, fmt.Errorf("db: write %d outcomes of run %d: %w", n, runID, ErrRunNotFound)
 		}
-		return fmt.Errorf("db: write %d outcomes of run %d: %w", n, runID, err)
+		return nil, fmt.Errorf("db: write %d outcomes of run %d: %w", n, runID, err)
 	}
-	return nil
+	w := make(Written, len(kinds))
+	for i, k := range kinds {
+		if counts[i+1] > 0 {
+			w[k.Outcome] = counts[i+1]
+		}
+	}
+	return w, nil
 }
+
+// Written counts, per outcome, the batch's outcomes that the run holds once
+// a WriteOutcomes call returns: those it inserted, plus those an earlier
+// attempt of the same batch had stored (a retry after a commit whose answer
+// was lost). A result dropped because its domain already had another
+// outcome in the run counts as that stored outcome, never as its own.
+// Counts shown for a run must be built from it: nothing is counted that is
+// not stored.
+type Written map[model.Outcome]int64
 
 // clean makes s storable as text: no NUL bytes, valid UTF-8, at most max
 // runes (cut ones end with "…").

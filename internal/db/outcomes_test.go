@@ -36,12 +36,12 @@ func TestWriteOutcomes(t *testing.T) {
 		{Domain: "b.example.com", Outcome: model.OutcomeInvalid, Fingerprint: fp("b.example.com"), ErrorCode: "Invalid.NotifyUrl", ErrorMessage: "notify_url: bad"},
 		{Domain: "c.example.com", Outcome: model.OutcomeFailed, Fingerprint: fp("c.example.com"), Attempts: 5, HTTPStatus: 503, ErrorCode: "ServiceUnavailable", ErrorMessage: long},
 		// The same domain twice in one batch: the first one wins.
-		{Domain: "a.example.com", Outcome: model.OutcomeFailed, Fingerprint: fp("a.example.com")},
+		{Domain: "a.example.com", Outcome: model.OutcomeFailed, Fingerprint: fp("a.example.com"), ErrorCode: "X", ErrorMessage: "x"},
 	}
 	counters := db.RunCounters{Requests: 8, Throttled: 1, InvalidUnchanged: 2}
 	wantCounts := db.RunCounters{Applied: 1, Invalid: 1, Failed: 1, Requests: 8, Throttled: 1, InvalidUnchanged: 2}
 	for attempt := range 3 { // the retries change nothing
-		if err := db.WriteOutcomes(ctx, pool, run, batch, counters); err != nil {
+		if _, err := db.WriteOutcomes(ctx, pool, run, batch, counters); err != nil {
 			t.Fatalf("WriteOutcomes #%d: %v", attempt+1, err)
 		}
 		r, err := db.Run(ctx, pool, run)
@@ -82,8 +82,8 @@ func TestWriteOutcomes(t *testing.T) {
 	// A later failure keeps done_fingerprint; the row stays done only while
 	// its values are unchanged... and the state follows the latest outcome.
 	run2 := beginRun(t, pool)
-	if err := db.WriteOutcomes(ctx, pool, run2, []model.Result{
-		{Domain: "a.example.com", Outcome: model.OutcomeFailed, Fingerprint: "other-fp", ErrorCode: "X"},
+	if _, err := db.WriteOutcomes(ctx, pool, run2, []model.Result{
+		{Domain: "a.example.com", Outcome: model.OutcomeFailed, Fingerprint: "other-fp", ErrorCode: "X", ErrorMessage: "x"},
 		{Domain: "c.example.com", Outcome: model.OutcomeAlreadyExists, Fingerprint: fp("c.example.com")},
 	}, db.RunCounters{Requests: 2}); err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestWriteOutcomes(t *testing.T) {
 	}
 
 	// Counters alone.
-	if err := db.WriteOutcomes(ctx, pool, run2, nil, db.RunCounters{Throttled: 3}); err != nil {
+	if _, err := db.WriteOutcomes(ctx, pool, run2, nil, db.RunCounters{Throttled: 3}); err != nil {
 		t.Fatal(err)
 	}
 	r2, err := db.Run(ctx, pool, run2)
@@ -127,11 +127,11 @@ func TestWriteOutcomes(t *testing.T) {
 		{"per-outcome counter", nil, db.RunCounters{Applied: 1}},
 	}
 	for _, b := range bad {
-		if err := db.WriteOutcomes(ctx, pool, run2, b.rs, b.c); !errors.Is(err, db.ErrInvalidArgument) {
+		if _, err := db.WriteOutcomes(ctx, pool, run2, b.rs, b.c); !errors.Is(err, db.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", b.name, err)
 		}
 	}
-	if err := db.WriteOutcomes(ctx, pool, 999999, batch[:1], db.RunCounters{}); !errors.Is(err, db.ErrRunNotFound) {
+	if _, err := db.WriteOutcomes(ctx, pool, 999999, batch[:1], db.RunCounters{}); !errors.Is(err, db.ErrRunNotFound) {
 		t.Errorf("unknown run: %v, want ErrRunNotFound", err)
 	}
 }
@@ -147,7 +147,7 @@ func TestWriteOutcomesLargeBatch(t *testing.T) {
 		rs[i] = model.Result{Domain: fmt.Sprintf("d%05d.example.com", i), Outcome: model.OutcomeApplied, Fingerprint: "fp", Attempts: 1}
 	}
 	start := time.Now()
-	if err := db.WriteOutcomes(ctx, pool, run, rs, db.RunCounters{Requests: 5000}); err != nil {
+	if _, err := db.WriteOutcomes(ctx, pool, run, rs, db.RunCounters{Requests: 5000}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("5,000 outcomes in %v", time.Since(start))

@@ -18,7 +18,8 @@ import (
 const sqlPendingPage = `SELECT d.domain_name, d.notify_url, d.notify_req_auth, coalesce(d.notify_auth_key, ''),
        coalesce(d.region_id, ''), d.fingerprint, d.updated_at,
        coalesce(s.remote_exists, s.done_fingerprint IS NOT NULL, false) AS remote_exists,
-       coalesce(s.last_outcome, '')
+       coalesce(s.last_outcome, ''),
+       coalesce(NOT (s.unconfirmed <@ ARRAY[d.fingerprint]), false) AS other_unconfirmed
 FROM desired_snapshot_callbacks d
 LEFT JOIN reconcile_domain_state s ON s.domain_name = d.domain_name AND s.domain_name > $1
 WHERE d.domain_name > $1
@@ -36,7 +37,8 @@ const (
 // column's collation, which `>` uses too; callers must not compare domain
 // names in Go), with their desired
 // values and fingerprint; Applied is true when an earlier run succeeded for
-// the domain (so the run must Update, not Add). Start with after = "" and
+// the domain (so the run must Update, not Add), and OtherUnconfirmed when the
+// job may have written other values for it (see MarkSending). Start with after = "" and
 // pass the last Domain of each page; a page shorter than limit is the last.
 // Each call is one statement with its own snapshot: rows edited between
 // pages are seen as they are when their page is read. limit must be > 0.

@@ -127,7 +127,7 @@ FROM generate_series(1, 1234) i`); err != nil {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.WriteOutcomes(ctx, pool, run, rs, db.RunCounters{}); err != nil {
+	if _, err := db.WriteOutcomes(ctx, pool, run, rs, db.RunCounters{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -43,7 +43,7 @@ func reportRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Resul
 			rs[i].Fingerprint = "fp"
 		}
 	}
-	if err := db.WriteOutcomes(ctx, pool, id, rs, c); err != nil {
+	if _, err := db.WriteOutcomes(ctx, pool, id, rs, c); err != nil {
 		t.Fatal(err)
 	}
 	if status != db.RunRunning {
@@ -79,7 +79,7 @@ func TestReportQueries(t *testing.T) {
 			ErrorCode: "Throttling.User", ErrorMessage: fmt.Sprintf("Request was denied (%d)", 6-i), HTTPStatus: 429, Attempts: 5})
 	}
 	rs = append(rs,
-		model.Result{Domain: "n.example.com", Outcome: model.OutcomeFailed, ErrorMessage: "connection reset", Attempts: 2},
+		model.Result{Domain: "n.example.com", Outcome: model.OutcomeFailed, ErrorCode: "ConnectionError", ErrorMessage: "connection reset", Attempts: 2},
 		model.Result{Domain: "v.example.com", Outcome: model.OutcomeInvalid, ErrorCode: "Invalid.notify_url",
 			ErrorMessage: `row "v.example.com": notify_url: is empty`})
 	realRun := reportRun(t, pool, db.RunSucceeded, rs, db.RunCounters{Requests: 200, Throttled: 30, InvalidUnchanged: 4})
@@ -114,7 +114,7 @@ func TestReportQueries(t *testing.T) {
 		{Outcome: "failed", ErrorCode: "Throttling.User", Count: 7,
 			SampleDomains: []string{"t0.example.com", "t1.example.com", "t2.example.com", "t3.example.com", "t4.example.com"},
 			SampleMessage: "Request was denied (0)"},
-		{Outcome: "failed", ErrorCode: "", Count: 1, SampleDomains: []string{"n.example.com"}, SampleMessage: "connection reset"},
+		{Outcome: "failed", ErrorCode: "ConnectionError", Count: 1, SampleDomains: []string{"n.example.com"}, SampleMessage: "connection reset"},
 		{Outcome: "invalid", ErrorCode: "Invalid.notify_url", Count: 1, SampleDomains: []string{"v.example.com"},
 			SampleMessage: `row "v.example.com": notify_url: is empty`},
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reconcile/reconcile/internal/model"
 )
 
 // Run statuses (reconcile_runs.status).
@@ -53,6 +55,37 @@ type RunCounters struct {
 	InvalidUnchanged int64 // rows invalid before with unchanged values: counted, not re-sent
 	Requests         int64 // API requests sent, retries included
 	Throttled        int64 // requests answered with a throttling error
+}
+
+// Count returns the counter of outcome o (0 for an unknown outcome). Every
+// outcome of model.Outcomes has a counter (a test checks it).
+func (c RunCounters) Count(o model.Outcome) int64 {
+	n, _ := c.count(o)
+	return n
+}
+
+func (c RunCounters) count(o model.Outcome) (int64, bool) {
+	switch o {
+	case model.OutcomeApplied:
+		return c.Applied, true
+	case model.OutcomeAlreadyExists:
+		return c.AlreadyExists, true
+	case model.OutcomeUpdated:
+		return c.Updated, true
+	case model.OutcomeInvalid:
+		return c.Invalid, true
+	case model.OutcomeFailed:
+		return c.Failed, true
+	case model.OutcomeDrifted:
+		return c.Drifted, true
+	case model.OutcomeInSync:
+		return c.InSync, true
+	case model.OutcomeMissing:
+		return c.Missing, true
+	case model.OutcomeDeleted:
+		return c.Deleted, true
+	}
+	return 0, false
 }
 
 // RunRow is one reconcile_runs row.

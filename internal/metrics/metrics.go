@@ -297,11 +297,6 @@ func Push(ctx context.Context, rawURL, job string, m RunMetrics, opts ...Option)
 	return errors.Join(errs...)
 }
 
-// knownOutcomes are always pushed, 0 when absent, so that a query for one
-// outcome finds a series after every run.
-var knownOutcomes = []model.Outcome{model.OutcomeApplied, model.OutcomeAlreadyExists, model.OutcomeUpdated,
-	model.OutcomeInvalid, model.OutcomeFailed}
-
 // knownStatuses are always pushed: 1 for the run's status, 0 for the others.
 var knownStatuses = []string{StatusSucceeded, StatusFailed, StatusInterrupted}
 
@@ -325,7 +320,7 @@ func runRegistry(m RunMetrics) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	rows := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: NameRows,
 		Help: "Rows per outcome in the last run."}, []string{"outcome"})
-	for _, oc := range knownOutcomes {
+	for _, oc := range model.OutcomesWhere(func(model.OutcomeKind) bool { return true }) { // every outcome, 0 when absent, so a query for one finds a series after every run
 		rows.WithLabelValues(string(oc)).Set(float64(m.Outcomes[string(oc)]))
 	}
 	for _, k := range sortedKeys(m.Outcomes) {

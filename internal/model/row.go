@@ -26,6 +26,11 @@ type Row struct {
 	Applied bool
 	// LastOutcome is the domain's latest outcome ("" when never attempted).
 	LastOutcome Outcome
+	// OtherUnconfirmed is true when the job sent (or was about to send)
+	// other values than this row's for the domain and no answer since has
+	// proved what the cloud holds: a ConfigAlreadyExists then proves
+	// nothing about this row's values.
+	OtherUnconfirmed bool
 	// UpdatedAt is desired_snapshot_callbacks.updated_at.
 	UpdatedAt time.Time
 }

@@ -50,7 +50,7 @@ func outcome(t *testing.T, pool *pgxpool.Pool, domain string, o model.Outcome, c
 		t.Fatal(err)
 	}
 	r := model.Result{Domain: domain, Outcome: o, ErrorCode: code, ErrorMessage: msg, Attempts: 1, Fingerprint: fp}
-	if err := db.WriteOutcomes(ctx, pool, id, []model.Result{r}, db.RunCounters{}); err != nil {
+	if _, err := db.WriteOutcomes(ctx, pool, id, []model.Result{r}, db.RunCounters{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.FinishRun(ctx, pool, id, db.RunSucceeded, ""); err != nil {

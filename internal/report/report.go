@@ -116,22 +116,12 @@ func Build(ctx context.Context, q db.Querier, runID int64) (Report, error) {
 	for _, t := range times {
 		byOutcome[t.Outcome] = t
 	}
-	c := s.Counts
-	for _, oc := range []struct {
-		o      model.Outcome
-		n      int64
-		always bool
-	}{
-		{model.OutcomeApplied, c.Applied, true},
-		{model.OutcomeAlreadyExists, c.AlreadyExists, true},
-		{model.OutcomeUpdated, c.Updated, true},
-		{model.OutcomeInvalid, c.Invalid, true},
-		{model.OutcomeFailed, c.Failed, true},
-		{model.OutcomeDrifted, c.Drifted, false},
-		{model.OutcomeInSync, c.InSync, false},
-		{model.OutcomeMissing, c.Missing, false},
-		{model.OutcomeDeleted, c.Deleted, false},
-	} {
+	for _, k := range model.Outcomes() {
+		oc := struct {
+			o      model.Outcome
+			n      int64
+			always bool
+		}{k.Outcome, s.Counts.Count(k.Outcome), k.Contract}
 		t, seen := byOutcome[string(oc.o)]
 		if !oc.always && oc.n == 0 && !seen {
 			continue

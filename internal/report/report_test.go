@@ -43,7 +43,7 @@ func addRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Result, 
 		rs[i].Fingerprint = "fp"
 		rs[i].FinishedAt = started.Add(time.Duration(i+1) * time.Second)
 	}
-	if err := db.WriteOutcomes(ctx, pool, id, rs, c); err != nil {
+	if _, err := db.WriteOutcomes(ctx, pool, id, rs, c); err != nil {
 		t.Fatal(err)
 	}
 	if status != db.RunRunning {
