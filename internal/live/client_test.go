@@ -80,7 +80,7 @@ func TestErrorAnswers(t *testing.T) {
 	}{
 		{"400 malformed", 400, errBody("MalformedParam", "NotifyUrl is malformed"), nil, "MalformedParam", ClassRowError, 0, 400},
 		{"400 missing", 400, errBody("MissingParam", "DomainName is mandatory"), nil, "MissingParam", ClassRowError, 0, 400},
-		{"403 forbidden", 403, errBody("Forbidden.RAM", "not authorized"), nil, "Forbidden.RAM", ClassCredentials, 0, 403},
+		{"403 forbidden", 403, errBody("Forbidden.RAM", "not authorized"), nil, "Forbidden.RAM", ClassPermission, 0, 403},
 		{"400 signature", 400, errBody("SignatureDoesNotMatch", "bad sig"), nil, "SignatureDoesNotMatch", ClassCredentials, 0, 400},
 		{"404 ak", 404, errBody("InvalidAccessKeyId.NotFound", "no such key"), nil, "InvalidAccessKeyId.NotFound", ClassCredentials, 0, 404},
 		{"404 domain", 404, errBody("InvalidDomain.NotFound", "no domain"), nil, "InvalidDomain.NotFound", ClassRowError, 0, 404},

@@ -35,9 +35,16 @@ func TestClassifyCodes(t *testing.T) {
 		{"InvalidTimeStamp.Expired", 400, ClassCredentials},
 		{"InvalidSecurityToken.Expired", 400, ClassCredentials},
 		{"InvalidSecurityToken.MismatchWithAccessKey", 400, ClassCredentials},
-		{"Forbidden", 403, ClassCredentials},
-		{"Forbidden.RAM", 403, ClassCredentials},
-		{"Forbidden.NoPermission", 403, ClassCredentials},
+		{"InvalidSecurityToken", 400, ClassCredentials},
+		{"Forbidden", 403, ClassPermission},
+		{"Forbidden.RAM", 403, ClassPermission},
+		{"Forbidden.RAM", 400, ClassPermission}, // code wins over status
+		{"Forbidden.NoPermission", 403, ClassPermission},
+		{"Forbidden.Something", 403, ClassPermission},
+		{"NoPermission", 403, ClassPermission},
+		{"NotAuthorized", 403, ClassPermission},
+		{"", 403, ClassRowError},
+		{"NoPermissionX", 403, ClassRowError},
 		{"ConfigNotFound", 400, ClassNotFound},
 		{"ConfigNotFound", 404, ClassNotFound},
 		{"MissingParam", 400, ClassRowError},
@@ -53,6 +60,26 @@ func TestClassifyCodes(t *testing.T) {
 		if got := Classify(err); got != tt.want {
 			t.Errorf("Classify(%q, %d) = %v, want %v", tt.code, tt.status, got, tt.want)
 		}
+	}
+}
+
+func TestClassString(t *testing.T) {
+	seen := map[string]Class{}
+	for c := ClassOK; c <= ClassPermission; c++ {
+		name := c.String()
+		if name == "unknown" {
+			t.Errorf("Class(%d) has no name", c)
+		}
+		if prev, dup := seen[name]; dup {
+			t.Errorf("Class(%d) and Class(%d) share the name %q", prev, c, name)
+		}
+		seen[name] = c
+	}
+	if ClassPermission.String() != "permission" {
+		t.Errorf("ClassPermission = %q", ClassPermission.String())
+	}
+	if got := Class(-1).String(); got != "unknown" {
+		t.Errorf("Class(-1) = %q", got)
 	}
 }
 

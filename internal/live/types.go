@@ -53,8 +53,11 @@ const (
 	// ClassTransient: 5xx, ServiceUnavailable, InternalError, timeouts,
 	// connection errors. Retry with backoff.
 	ClassTransient
-	// ClassCredentials: the AccessKey, signature, token or permission was
-	// refused. Stop the run.
+	// ClassCredentials: the API refused the AccessKey, signature, STS token
+	// or timestamp (InvalidAccessKeyId.*, SignatureDoesNotMatch,
+	// IncompleteSignature, InvalidSecurityToken.*, InvalidTimeStamp.Expired),
+	// or no usable credentials are configured (ErrNoCredentials). Every
+	// further request would fail the same way: stop the run.
 	ClassCredentials
 	// ClassNotFound: ConfigNotFound (Update's target is gone): fall back to Add.
 	ClassNotFound
@@ -68,6 +71,14 @@ const (
 	// Client's own per-request deadline (RequestTimeout) is NOT this class:
 	// it is a *TransportError{Timeout: true}, ClassTransient.
 	ClassCanceled
+	// ClassPermission: the API refused this operation on this resource
+	// (Forbidden, Forbidden.*, NoPermission, NotAuthorized): the identity is
+	// valid but a RAM policy does not allow the call. A policy can name single
+	// domains (acs:cdn:*:{accountId}:domain/{DomainName}), so the refusal
+	// may hold for this domain only: the row fails with its code, no retry.
+	// Only the caller can tell an account-wide refusal (many distinct
+	// domains refused, none allowed) and stop then.
+	ClassPermission
 )
 
 // String returns the class name, for logs.
@@ -89,6 +100,8 @@ func (c Class) String() string {
 		return "row_error"
 	case ClassCanceled:
 		return "canceled"
+	case ClassPermission:
+		return "permission"
 	}
 	return "unknown"
 }
