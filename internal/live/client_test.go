@@ -555,11 +555,17 @@ func TestCredentialsFailurePerCall(t *testing.T) {
 	c := newTestClient(t, srv.URL, func(o *Options) { o.Credentials = fc })
 	fc.fail.Store(true)
 	_, err := c.Add(context.Background(), testRequest())
-	if !errors.Is(err, ErrNoCredentials) || Classify(err) != ClassCredentials {
-		t.Errorf("err = %v", err)
+	var cre *CredentialsError
+	if !errors.As(err, &cre) || cre.Provider != "*live.failing" || errors.Is(err, ErrNoCredentials) ||
+		Classify(err) != ClassCredentialsUnavailable || ErrorCode(err) != "CredentialsUnavailable" {
+		t.Errorf("err = %v (class %v)", err, Classify(err))
 	}
 	if strings.Contains(err.Error(), "leaky") {
 		t.Errorf("credential error not scrubbed: %v", err)
+	}
+	fc.fail.Store(false)
+	if _, err := c.Add(context.Background(), testRequest()); err != nil {
+		t.Errorf("after recovery: %v", err)
 	}
 }
 
@@ -613,11 +619,13 @@ func TestDefaultChain(t *testing.T) {
 	}
 	wg.Wait()
 
-	// After a failure the chain is rebuilt, so a credential that appears
-	// later is found.
+	// The provider that delivered failing later is a refresh failure naming
+	// it, not "no credentials"; the chain recovers with it.
 	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
-	if _, err := creds.Get(context.Background()); !errors.Is(err, ErrNoCredentials) {
-		t.Errorf("want ErrNoCredentials, got %v", err)
+	_, err = creds.Get(context.Background())
+	var cre *CredentialsError
+	if !errors.As(err, &cre) || cre.Provider != "default/env" || errors.Is(err, ErrNoCredentials) {
+		t.Errorf("want a *CredentialsError from default/env, got %v", err)
 	}
 	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "envid2")
 	if c, err := creds.Get(context.Background()); err != nil || c.AccessKeyID != "envid2" {

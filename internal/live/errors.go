@@ -141,7 +141,9 @@ func ClassifyCode(code string, status int) Class {
 //     or token is ClassCredentials, a refused permission ClassPermission
 //   - *TransportError → ClassTransient (ClassThrottled when an unreadable
 //     answer had HTTP 429)
-//   - ErrNoCredentials → ClassCredentials
+//   - *CredentialsError → ClassCredentialsUnavailable: getting credentials
+//     failed at call time, no request was sent; transient
+//   - ErrNoCredentials → ClassCredentials: no credentials configured
 //   - anything else → ClassRowError
 func Classify(err error) Class {
 	if err == nil {
@@ -150,6 +152,7 @@ func Classify(err error) Class {
 	var ce *CanceledError
 	var ae *APIError
 	var te *TransportError
+	var cre *CredentialsError
 	switch {
 	case errors.As(err, &ce):
 		return ClassCanceled
@@ -160,6 +163,8 @@ func Classify(err error) Class {
 			return ClassThrottled
 		}
 		return ClassTransient
+	case errors.As(err, &cre):
+		return ClassCredentialsUnavailable
 	case errors.Is(err, ErrNoCredentials):
 		return ClassCredentials
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -65,7 +65,7 @@ func TestClassifyCodes(t *testing.T) {
 
 func TestClassString(t *testing.T) {
 	seen := map[string]Class{}
-	for c := ClassOK; c <= ClassPermission; c++ {
+	for c := ClassOK; c <= ClassCredentialsUnavailable; c++ {
 		name := c.String()
 		if name == "unknown" {
 			t.Errorf("Class(%d) has no name", c)
@@ -96,6 +96,7 @@ func TestClassifyOther(t *testing.T) {
 		{&CanceledError{Op: OpAdd, Err: context.Canceled}, ClassCanceled},
 		{context.Canceled, ClassCanceled},
 		{fmt.Errorf("x: %w", ErrNoCredentials), ClassCredentials},
+		{fmt.Errorf("x: %w", &CredentialsError{Provider: "p", Err: errors.New("down")}), ClassCredentialsUnavailable},
 		{errors.New("other"), ClassRowError},
 	}
 	for _, tt := range tests {
@@ -116,6 +117,7 @@ func TestErrorCode(t *testing.T) {
 		{&TransportError{}, "ConnectionError"},
 		{&CanceledError{Op: OpAdd, Err: context.Canceled}, "Canceled"},
 		{fmt.Errorf("%w", ErrNoCredentials), "NoCredentials"},
+		{fmt.Errorf("%w", &CredentialsError{Provider: "p", Err: errors.New("down")}), "CredentialsUnavailable"},
 		{errors.New("x"), "Error"},
 	}
 	for _, tt := range tests {

@@ -79,6 +79,12 @@ const (
 	// Only the caller can tell an account-wide refusal (many distinct
 	// domains refused, none allowed) and stop then.
 	ClassPermission
+	// ClassCredentialsUnavailable: getting credentials failed at call time
+	// (a *CredentialsError: an STS, ECS metadata, OIDC or credentials-URI
+	// refresh failed). No request was sent, so it is not an attempt and says
+	// nothing about the cloud or the row. Transient: retry after a backoff,
+	// and give up after a bounded time.
+	ClassCredentialsUnavailable
 )
 
 // String returns the class name, for logs.
@@ -102,6 +108,8 @@ func (c Class) String() string {
 		return "canceled"
 	case ClassPermission:
 		return "permission"
+	case ClassCredentialsUnavailable:
+		return "credentials_unavailable"
 	}
 	return "unknown"
 }
@@ -135,16 +143,20 @@ func (e *TransportError) Error() string { return e.Op + ": " + e.Msg }
 
 // ErrorCode returns the code to record for err: the API code, "Timeout" or
 // "ConnectionError" for transport errors, "Canceled" for a *CanceledError,
-// "NoCredentials" for ErrNoCredentials, "" for nil.
+// "CredentialsUnavailable" for a *CredentialsError, "NoCredentials" for
+// ErrNoCredentials, "" for nil.
 func ErrorCode(err error) string {
 	var ae *APIError
 	var te *TransportError
 	var ce *CanceledError
+	var cre *CredentialsError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &ce):
 		return "Canceled"
+	case errors.As(err, &cre):
+		return "CredentialsUnavailable"
 	case errors.As(err, &ae):
 		return ae.Code
 	case errors.As(err, &te) && te.Timeout:
