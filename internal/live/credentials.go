@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/aliyun/credentials-go/credentials"
 
@@ -104,7 +105,9 @@ func (s staticCredentials) Get(ctx context.Context) (Credential, error) {
 // so every GetCredential runs under lock. The lock is a 1-slot channel and
 // the provider call runs in its own goroutine, so a caller whose ctx ends
 // stops waiting (the provider call itself is bounded by credentials-go's own
-// HTTP timeouts).
+// HTTP timeouts). Callers that waited while a provider call ran take that
+// call's result instead of calling again, so a provider outage costs one
+// provider call per wave of waiting callers, not one per caller.
 //
 // Until the provider has delivered once, a failure means "nothing usable is
 // configured" (ErrNoCredentials) and the chain object is rebuilt, because
@@ -121,6 +124,14 @@ type chainCredentials struct {
 	cred     credentials.Credential
 	provider string   // who delivered last; "" until a provider delivered
 	secrets  []string // the last delivered secrets, scrubbed from errors
+	last     credResult
+
+	// done counts finished provider calls; it is written under lock and
+	// read before taking it.
+	done atomic.Uint64
+	// waiting, when set (tests), runs after Get noted done and before it
+	// waits for the lock.
+	waiting func()
 }
 
 // DefaultChain returns the standard Alibaba Cloud credential chain (env
@@ -154,6 +165,10 @@ type credResult struct {
 
 // Get implements Credentials.
 func (c *chainCredentials) Get(ctx context.Context) (Credential, error) {
+	seen := c.done.Load()
+	if c.waiting != nil {
+		c.waiting()
+	}
 	select {
 	case c.lock <- struct{}{}:
 	case <-ctx.Done():
@@ -162,7 +177,16 @@ func (c *chainCredentials) Get(ctx context.Context) (Credential, error) {
 	done := make(chan credResult, 1)
 	go func() {
 		defer func() { <-c.lock }()
-		done <- c.fetchLocked()
+		if c.done.Load() != seen {
+			// A provider call finished while this caller waited: its
+			// result is as fresh as a call of our own.
+			done <- c.last
+			return
+		}
+		r := c.fetchLocked()
+		c.last = r
+		c.done.Add(1)
+		done <- r
 	}()
 	select {
 	case r := <-done:

@@ -24,12 +24,22 @@ import (
 type fakeProvider struct {
 	failNext atomic.Int32
 	calls    int
+	// block, when set, is received from (after entered is signaled) before
+	// the call fails or succeeds.
+	block   chan struct{}
+	entered chan struct{}
 }
 
 var _ providers.CredentialsProvider = (*fakeProvider)(nil)
 
 func (p *fakeProvider) GetCredentials() (*providers.Credentials, error) {
 	p.calls++
+	if p.entered != nil {
+		p.entered <- struct{}{}
+	}
+	if p.block != nil {
+		<-p.block
+	}
 	if p.failNext.Load() > 0 {
 		p.failNext.Add(-1)
 		return nil, fmt.Errorf(`refresh sts token err: Post "https://sts.aliyuncs.com/?SecurityToken=%s": connection reset, old token %s`,
@@ -153,6 +163,40 @@ func TestChainKeptAfterRefreshFailure(t *testing.T) {
 	}
 	if builds != 1 {
 		t.Errorf("chain built %d times, want 1", builds)
+	}
+}
+
+// Callers that waited while a provider call ran take its result: one failing
+// refresh is one provider call, however many callers queued behind it.
+func TestWaitingCallersShareTheRefresh(t *testing.T) {
+	p := &fakeProvider{}
+	cc := fakeChain(t, p)
+	p.entered = make(chan struct{}, 1)
+	p.block = make(chan struct{})
+	p.failNext.Store(1)
+	waiting := make(chan struct{}, 2)
+	cc.waiting = func() { waiting <- struct{}{} }
+
+	errs := make(chan error, 2)
+	go func() { _, err := cc.Get(context.Background()); errs <- err }()
+	<-waiting
+	<-p.entered // the first caller is inside the provider
+	go func() { _, err := cc.Get(context.Background()); errs <- err }()
+	<-waiting // the second caller noted the count and waits for the lock
+	close(p.block)
+	for range 2 {
+		var cre *CredentialsError
+		if err := <-errs; !errors.As(err, &cre) {
+			t.Errorf("err = %v, want the shared *CredentialsError", err)
+		}
+	}
+	cc.waiting = nil
+	p.entered, p.block = nil, nil
+	if p.calls != 2 { // newChain's, then the shared one
+		t.Errorf("provider called %d times, want 2", p.calls)
+	}
+	if c, err := cc.Get(context.Background()); err != nil || c.AccessKeyID != testAKID {
+		t.Errorf("a later call: %+v %v", c, err)
 	}
 }
 
