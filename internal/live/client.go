@@ -53,17 +53,20 @@ type sdkClient struct {
 }
 
 // New validates opts and builds a Client. It asks opts.Credentials once, so
-// missing credentials fail here (an error wrapping ErrNoCredentials).
+// missing credentials fail here: an error wrapping ErrNoCredentials, or the
+// *CredentialsError itself when Credentials reports a provider that
+// delivered before and failed to refresh.
 func New(ctx context.Context, opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	scheme, hostport, _ := opts.endpoint() // validated above
 	if _, err := opts.Credentials.Get(ctx); err != nil {
+		var cre *CredentialsError
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if errors.Is(err, ErrNoCredentials) {
+		if errors.Is(err, ErrNoCredentials) || errors.As(err, &cre) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %s", ErrNoCredentials, Scrub(err.Error()))
@@ -244,13 +247,18 @@ func (c *Client) call(ctx context.Context, op string, query map[string]*string, 
 	}
 	cred, err := c.creds.Get(ctx)
 	if err != nil {
+		// Nothing was sent.
 		if cerr := ctx.Err(); cerr != nil {
 			return Answer{}, nil, &CanceledError{Op: op, Err: cerr}
 		}
-		if errors.Is(err, ErrNoCredentials) {
+		var cre *CredentialsError
+		if errors.Is(err, ErrNoCredentials) || errors.As(err, &cre) {
 			return Answer{}, nil, fmt.Errorf("%s: %w", op, err)
 		}
-		return Answer{}, nil, fmt.Errorf("%s: %w: %s", op, ErrNoCredentials, Scrub(err.Error(), authKey))
+		// A custom Credentials failing after New succeeded: a refresh
+		// failure of unknown kind.
+		return Answer{}, nil, fmt.Errorf("%s: %w", op, &CredentialsError{
+			Provider: fmt.Sprintf("%T", c.creds), Err: errors.New(Scrub(err.Error(), authKey))})
 	}
 	secrets := append(SecretsOf(cred), authKey)
 

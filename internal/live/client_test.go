@@ -80,7 +80,7 @@ func TestErrorAnswers(t *testing.T) {
 	}{
 		{"400 malformed", 400, errBody("MalformedParam", "NotifyUrl is malformed"), nil, "MalformedParam", ClassRowError, 0, 400},
 		{"400 missing", 400, errBody("MissingParam", "DomainName is mandatory"), nil, "MissingParam", ClassRowError, 0, 400},
-		{"403 forbidden", 403, errBody("Forbidden.RAM", "not authorized"), nil, "Forbidden.RAM", ClassCredentials, 0, 403},
+		{"403 forbidden", 403, errBody("Forbidden.RAM", "not authorized"), nil, "Forbidden.RAM", ClassPermission, 0, 403},
 		{"400 signature", 400, errBody("SignatureDoesNotMatch", "bad sig"), nil, "SignatureDoesNotMatch", ClassCredentials, 0, 400},
 		{"404 ak", 404, errBody("InvalidAccessKeyId.NotFound", "no such key"), nil, "InvalidAccessKeyId.NotFound", ClassCredentials, 0, 404},
 		{"404 domain", 404, errBody("InvalidDomain.NotFound", "no domain"), nil, "InvalidDomain.NotFound", ClassRowError, 0, 404},
@@ -555,11 +555,17 @@ func TestCredentialsFailurePerCall(t *testing.T) {
 	c := newTestClient(t, srv.URL, func(o *Options) { o.Credentials = fc })
 	fc.fail.Store(true)
 	_, err := c.Add(context.Background(), testRequest())
-	if !errors.Is(err, ErrNoCredentials) || Classify(err) != ClassCredentials {
-		t.Errorf("err = %v", err)
+	var cre *CredentialsError
+	if !errors.As(err, &cre) || cre.Provider != "*live.failing" || errors.Is(err, ErrNoCredentials) ||
+		Classify(err) != ClassCredentialsUnavailable || ErrorCode(err) != "CredentialsUnavailable" {
+		t.Errorf("err = %v (class %v)", err, Classify(err))
 	}
 	if strings.Contains(err.Error(), "leaky") {
 		t.Errorf("credential error not scrubbed: %v", err)
+	}
+	fc.fail.Store(false)
+	if _, err := c.Add(context.Background(), testRequest()); err != nil {
+		t.Errorf("after recovery: %v", err)
 	}
 }
 
@@ -613,11 +619,13 @@ func TestDefaultChain(t *testing.T) {
 	}
 	wg.Wait()
 
-	// After a failure the chain is rebuilt, so a credential that appears
-	// later is found.
+	// The provider that delivered failing later is a refresh failure naming
+	// it, not "no credentials"; the chain recovers with it.
 	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
-	if _, err := creds.Get(context.Background()); !errors.Is(err, ErrNoCredentials) {
-		t.Errorf("want ErrNoCredentials, got %v", err)
+	_, err = creds.Get(context.Background())
+	var cre *CredentialsError
+	if !errors.As(err, &cre) || cre.Provider != "default/env" || errors.Is(err, ErrNoCredentials) {
+		t.Errorf("want a *CredentialsError from default/env, got %v", err)
 	}
 	t.Setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "envid2")
 	if c, err := creds.Get(context.Background()); err != nil || c.AccessKeyID != "envid2" {

@@ -4,16 +4,46 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/aliyun/credentials-go/credentials"
 
 	"github.com/reconcile/reconcile/internal/model"
 )
 
-// ErrNoCredentials is wrapped by every error that means "no usable
-// credentials": the default chain found none, a provider failed to refresh,
-// or a static credential is incomplete. Classify maps it to ClassCredentials.
+// ErrNoCredentials is wrapped by every error that means "no credentials are
+// configured": the default chain found none when it was built (DefaultChain,
+// New), or a static credential is incomplete. It is a configuration error;
+// Classify maps it to ClassCredentials. A provider that delivered
+// credentials before and then fails to refresh is not this: that is a
+// *CredentialsError.
 var ErrNoCredentials = errors.New("no Alibaba Cloud credentials found")
+
+// CredentialsError reports that getting credentials failed at call time: a
+// provider that had delivered credentials before (STS AssumeRole, ECS RAM
+// role metadata, RRSA/OIDC token exchange, credentials URI, ...) failed to
+// refresh them. No request was sent, so it proves nothing about the cloud
+// or the row. It never wraps ErrNoCredentials, and Classify maps it to
+// ClassCredentialsUnavailable: transient, retry after a backoff. Its text
+// names the provider and carries the provider's error, scrubbed of URL
+// queries, secret-bearing parameters and the last credential's secrets.
+type CredentialsError struct {
+	// Provider names the provider that failed: credentials-go's provider
+	// name (e.g. "default/ecs_ram_role", "default/oidc_role_arn"), or the Go
+	// type of a custom Credentials.
+	Provider string
+	// Err is the provider's error, reduced to its scrubbed text (the
+	// original may hold URLs with tokens, so it is not kept).
+	Err error
+}
+
+// Error implements error.
+func (e *CredentialsError) Error() string {
+	return "credentials provider " + e.Provider + " failed, no request sent: " + e.Err.Error()
+}
+
+// Unwrap returns the scrubbed provider error.
+func (e *CredentialsError) Unwrap() error { return e.Err }
 
 // credentialsHelp lists where the default chain looks.
 const credentialsHelp = "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET " +
@@ -32,7 +62,11 @@ type Credential struct {
 
 // Credentials hands out the current credential. Client calls Get once per
 // API call, so implementations must be cheap (cache) and safe for
-// concurrent use.
+// concurrent use. Get returns an error wrapping ErrNoCredentials when no
+// credentials are configured (a configuration error) and a
+// *CredentialsError when a refresh failed. Any other error is reported by
+// New wrapping ErrNoCredentials, and by a call as a *CredentialsError naming
+// the implementation's Go type.
 type Credentials interface {
 	Get(ctx context.Context) (Credential, error)
 }
@@ -65,25 +99,48 @@ func (s staticCredentials) Get(ctx context.Context) (Credential, error) {
 	return s.c, nil
 }
 
-// chainCredentials wraps credentials-go's default chain.
+// chainCredentials wraps a credentials-go Credential (the default chain).
 //
 // credentials-go providers refresh (STS, ECS RAM role, OIDC) without locking,
 // so every GetCredential runs under lock. The lock is a 1-slot channel and
 // the provider call runs in its own goroutine, so a caller whose ctx ends
 // stops waiting (the provider call itself is bounded by credentials-go's own
-// HTTP timeouts). After a failure the chain object is rebuilt, because the
-// default chain otherwise sticks to the last provider it tried.
+// HTTP timeouts). Callers that waited while a provider call ran take that
+// call's result instead of calling again, so a provider outage costs one
+// provider call per wave of waiting callers, not one per caller.
+//
+// Until the provider has delivered once, a failure means "nothing usable is
+// configured" (ErrNoCredentials) and the chain object is rebuilt, because
+// the default chain otherwise sticks to the last provider it tried. Once a
+// provider has delivered, a failure is a *CredentialsError naming it, and
+// the chain is kept: the default chain then sticks to the provider that
+// delivered, which is the one to retry (a rebuild could silently pick up
+// another identity, such as the ECS node's role under a pod's RRSA role).
 type chainCredentials struct {
 	lock chan struct{}
-	cred credentials.Credential // guarded by lock
 	make func() (credentials.Credential, error)
+
+	// Guarded by lock.
+	cred     credentials.Credential
+	provider string   // who delivered last; "" until a provider delivered
+	secrets  []string // the last delivered secrets, scrubbed from errors
+	last     credResult
+
+	// done counts finished provider calls; it is written under lock and
+	// read before taking it.
+	done atomic.Uint64
+	// waiting, when set (tests), runs after Get noted done and before it
+	// waits for the lock.
+	waiting func()
 }
 
 // DefaultChain returns the standard Alibaba Cloud credential chain (env
 // variables → RRSA/OIDC → CLI profile → credentials file → ECS RAM role →
 // credentials URI). It resolves once, eagerly, so a missing credential is
 // reported here as an error wrapping ErrNoCredentials with a message that
-// lists the variables to set.
+// lists the variables to set. Later failures to refresh (the provider found
+// here failing, e.g. STS or ECS metadata unreachable) are returned by Get
+// as a *CredentialsError, not ErrNoCredentials.
 func DefaultChain() (Credentials, error) {
 	return newChain(func() (credentials.Credential, error) { return credentials.NewCredential(nil) })
 }
@@ -108,6 +165,10 @@ type credResult struct {
 
 // Get implements Credentials.
 func (c *chainCredentials) Get(ctx context.Context) (Credential, error) {
+	seen := c.done.Load()
+	if c.waiting != nil {
+		c.waiting()
+	}
 	select {
 	case c.lock <- struct{}{}:
 	case <-ctx.Done():
@@ -116,7 +177,16 @@ func (c *chainCredentials) Get(ctx context.Context) (Credential, error) {
 	done := make(chan credResult, 1)
 	go func() {
 		defer func() { <-c.lock }()
-		done <- c.fetchLocked()
+		if c.done.Load() != seen {
+			// A provider call finished while this caller waited: its
+			// result is as fresh as a call of our own.
+			done <- c.last
+			return
+		}
+		r := c.fetchLocked()
+		c.last = r
+		c.done.Add(1)
+		done <- r
 	}()
 	select {
 	case r := <-done:
@@ -126,34 +196,49 @@ func (c *chainCredentials) Get(ctx context.Context) (Credential, error) {
 	}
 }
 
+// failLocked builds the error for a failed fetch (what is the provider's
+// scrubbed error text) and, until a provider delivered, drops the chain.
+func (c *chainCredentials) failLocked(what string) credResult {
+	if c.provider == "" {
+		c.cred = nil // rebuild next time: the chain sticks to the last provider tried
+		return credResult{err: fmt.Errorf("%w: %s; %s", ErrNoCredentials, what, credentialsHelp)}
+	}
+	return credResult{err: &CredentialsError{Provider: c.provider, Err: errors.New(what)}}
+}
+
 func (c *chainCredentials) fetchLocked() (r credResult) {
 	defer func() {
 		// A provider panicking must not take the job down with a message
 		// that might carry a secret.
 		if p := recover(); p != nil {
-			r = credResult{err: fmt.Errorf("%w: credentials provider panicked; %s", ErrNoCredentials, credentialsHelp)}
+			r = c.failLocked("the provider panicked")
 		}
 	}()
 	if c.cred == nil {
 		cred, err := c.make()
 		if err != nil {
-			return credResult{err: fmt.Errorf("%w: %s; %s", ErrNoCredentials, Scrub(err.Error()), credentialsHelp)}
+			return c.failLocked(Scrub(err.Error(), c.secrets...))
 		}
 		c.cred = cred
 	}
 	m, err := c.cred.GetCredential()
-	if err != nil || m == nil || m.AccessKeyId == nil || *m.AccessKeyId == "" || m.AccessKeySecret == nil || *m.AccessKeySecret == "" {
-		c.cred = nil // rebuild next time: the chain sticks to the last provider tried
-		msg := "the provider returned an empty AccessKey"
-		if err != nil {
-			msg = Scrub(err.Error())
-		}
-		return credResult{err: fmt.Errorf("%w: %s; %s", ErrNoCredentials, msg, credentialsHelp)}
+	if err != nil {
+		return c.failLocked(Scrub(err.Error(), c.secrets...))
+	}
+	if m == nil || m.AccessKeyId == nil || *m.AccessKeyId == "" || m.AccessKeySecret == nil || *m.AccessKeySecret == "" {
+		return c.failLocked("the provider returned an empty AccessKey")
 	}
 	out := Credential{AccessKeyID: *m.AccessKeyId, AccessKeySecret: model.Secret(*m.AccessKeySecret)}
 	if m.SecurityToken != nil {
 		out.SecurityToken = model.Secret(*m.SecurityToken)
 	}
+	c.provider = "unnamed"
+	if m.ProviderName != nil && *m.ProviderName != "" {
+		c.provider = *m.ProviderName
+	} else if t := c.cred.GetType(); t != nil && *t != "" {
+		c.provider = *t
+	}
+	c.secrets = SecretsOf(out)
 	return credResult{c: out}
 }
 

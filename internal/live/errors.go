@@ -58,7 +58,8 @@ func (e *CanceledError) Error() string { return e.Op + ": canceled by caller: " 
 func (e *CanceledError) Unwrap() error { return e.Err }
 
 // credentialCodes are the exact codes that mean "the AccessKey, signature,
-// token or permission was refused"; prefixes in credentialPrefixes.
+// STS token or timestamp was refused" (live-api.md, "Errors"); prefixes in
+// credentialPrefixes.
 var credentialCodes = map[string]bool{
 	"InvalidAccessKeyId":          true,
 	"InvalidAccessKeyId.NotFound": true,
@@ -67,13 +68,32 @@ var credentialCodes = map[string]bool{
 	"IncompleteSignature":         true,
 	"InvalidTimeStamp.Expired":    true,
 	"InvalidSecurityToken":        true,
-	"Forbidden":                   true,
 }
 
-var credentialPrefixes = []string{"InvalidAccessKeyId.", "InvalidSecurityToken.", "Forbidden."}
+var credentialPrefixes = []string{"InvalidAccessKeyId.", "InvalidSecurityToken."}
+
+// permissionCodes are the codes that mean "this identity may not do this
+// operation on this resource": Forbidden and Forbidden.* (live-api.md,
+// "Errors"; Forbidden.RAM is what RAM answers), and NoPermission and
+// NotAuthorized, which Alibaba Cloud's RAM guide "How do I troubleshoot an
+// access denied error?" lists next to Forbidden.RAM as the OpenAPI access
+// denied errors. Prefixes in permissionPrefixes.
+var permissionCodes = map[string]bool{
+	"Forbidden":     true,
+	"NoPermission":  true,
+	"NotAuthorized": true,
+}
+
+var permissionPrefixes = []string{"Forbidden."}
 
 // ClassifyCode classifies an API error code (and, for codes it does not
-// know, the HTTP status) per live-api.md "Errors". Code wins over status.
+// know, the HTTP status) per live-api.md "Errors". Code wins over status, so
+// a 403 without a known code is ClassRowError and a Forbidden with HTTP 400
+// is ClassPermission. Codes refusing the identity itself (InvalidAccessKeyId,
+// InvalidAccessKeyId.*, SignatureDoesNotMatch, IncompleteSignature,
+// InvalidSecurityToken, InvalidSecurityToken.*, InvalidTimeStamp.Expired) are
+// ClassCredentials; codes refusing one operation on one resource (Forbidden,
+// Forbidden.*, NoPermission, NotAuthorized) are ClassPermission.
 func ClassifyCode(code string, status int) Class {
 	switch {
 	case code == "ConfigAlreadyExists":
@@ -84,6 +104,8 @@ func ClassifyCode(code string, status int) Class {
 		return ClassNotFound
 	case credentialCodes[code]:
 		return ClassCredentials
+	case permissionCodes[code]:
+		return ClassPermission
 	case code == "ServiceUnavailable", code == "InternalError", strings.HasPrefix(code, "ServiceUnavailable."), strings.HasPrefix(code, "InternalError."):
 		return ClassTransient
 	case code == "SignatureNonceUsed":
@@ -93,6 +115,11 @@ func ClassifyCode(code string, status int) Class {
 	for _, p := range credentialPrefixes {
 		if strings.HasPrefix(code, p) {
 			return ClassCredentials
+		}
+	}
+	for _, p := range permissionPrefixes {
+		if strings.HasPrefix(code, p) {
+			return ClassPermission
 		}
 	}
 	switch {
@@ -110,10 +137,13 @@ func ClassifyCode(code string, status int) Class {
 //   - nil → ClassOK
 //   - *CanceledError (or a bare context.Canceled / DeadlineExceeded) →
 //     ClassCanceled: the caller's ctx ended; stop, this is not the row's fault
-//   - *APIError → by Code (ClassifyCode)
+//   - *APIError → by Code (ClassifyCode); a refused AccessKey, signature
+//     or token is ClassCredentials, a refused permission ClassPermission
 //   - *TransportError → ClassTransient (ClassThrottled when an unreadable
 //     answer had HTTP 429)
-//   - ErrNoCredentials → ClassCredentials
+//   - *CredentialsError → ClassCredentialsUnavailable: getting credentials
+//     failed at call time, no request was sent; transient
+//   - ErrNoCredentials → ClassCredentials: no credentials configured
 //   - anything else → ClassRowError
 func Classify(err error) Class {
 	if err == nil {
@@ -122,6 +152,7 @@ func Classify(err error) Class {
 	var ce *CanceledError
 	var ae *APIError
 	var te *TransportError
+	var cre *CredentialsError
 	switch {
 	case errors.As(err, &ce):
 		return ClassCanceled
@@ -132,6 +163,8 @@ func Classify(err error) Class {
 			return ClassThrottled
 		}
 		return ClassTransient
+	case errors.As(err, &cre):
+		return ClassCredentialsUnavailable
 	case errors.Is(err, ErrNoCredentials):
 		return ClassCredentials
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

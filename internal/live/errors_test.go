@@ -35,9 +35,16 @@ func TestClassifyCodes(t *testing.T) {
 		{"InvalidTimeStamp.Expired", 400, ClassCredentials},
 		{"InvalidSecurityToken.Expired", 400, ClassCredentials},
 		{"InvalidSecurityToken.MismatchWithAccessKey", 400, ClassCredentials},
-		{"Forbidden", 403, ClassCredentials},
-		{"Forbidden.RAM", 403, ClassCredentials},
-		{"Forbidden.NoPermission", 403, ClassCredentials},
+		{"InvalidSecurityToken", 400, ClassCredentials},
+		{"Forbidden", 403, ClassPermission},
+		{"Forbidden.RAM", 403, ClassPermission},
+		{"Forbidden.RAM", 400, ClassPermission}, // code wins over status
+		{"Forbidden.NoPermission", 403, ClassPermission},
+		{"Forbidden.Something", 403, ClassPermission},
+		{"NoPermission", 403, ClassPermission},
+		{"NotAuthorized", 403, ClassPermission},
+		{"", 403, ClassRowError},
+		{"NoPermissionX", 403, ClassRowError},
 		{"ConfigNotFound", 400, ClassNotFound},
 		{"ConfigNotFound", 404, ClassNotFound},
 		{"MissingParam", 400, ClassRowError},
@@ -56,6 +63,26 @@ func TestClassifyCodes(t *testing.T) {
 	}
 }
 
+func TestClassString(t *testing.T) {
+	seen := map[string]Class{}
+	for c := ClassOK; c <= ClassCredentialsUnavailable; c++ {
+		name := c.String()
+		if name == "unknown" {
+			t.Errorf("Class(%d) has no name", c)
+		}
+		if prev, dup := seen[name]; dup {
+			t.Errorf("Class(%d) and Class(%d) share the name %q", prev, c, name)
+		}
+		seen[name] = c
+	}
+	if ClassPermission.String() != "permission" {
+		t.Errorf("ClassPermission = %q", ClassPermission.String())
+	}
+	if got := Class(-1).String(); got != "unknown" {
+		t.Errorf("Class(-1) = %q", got)
+	}
+}
+
 func TestClassifyOther(t *testing.T) {
 	tests := []struct {
 		err  error
@@ -69,6 +96,7 @@ func TestClassifyOther(t *testing.T) {
 		{&CanceledError{Op: OpAdd, Err: context.Canceled}, ClassCanceled},
 		{context.Canceled, ClassCanceled},
 		{fmt.Errorf("x: %w", ErrNoCredentials), ClassCredentials},
+		{fmt.Errorf("x: %w", &CredentialsError{Provider: "p", Err: errors.New("down")}), ClassCredentialsUnavailable},
 		{errors.New("other"), ClassRowError},
 	}
 	for _, tt := range tests {
@@ -89,6 +117,7 @@ func TestErrorCode(t *testing.T) {
 		{&TransportError{}, "ConnectionError"},
 		{&CanceledError{Op: OpAdd, Err: context.Canceled}, "Canceled"},
 		{fmt.Errorf("%w", ErrNoCredentials), "NoCredentials"},
+		{fmt.Errorf("%w", &CredentialsError{Provider: "p", Err: errors.New("down")}), "CredentialsUnavailable"},
 		{errors.New("x"), "Error"},
 	}
 	for _, tt := range tests {

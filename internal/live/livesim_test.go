@@ -126,8 +126,14 @@ func TestSimThrottlingAndFaults(t *testing.T) {
 		ForceErrors: map[string]livesim.ForcedError{"ram.example.com": {Status: 403, Code: "Forbidden.RAM", Message: "no"}}}
 	c, _ = simClient(t, so, nil)
 	r.Domain = "ram.example.com"
-	if _, err := c.Add(ctx, r); Classify(err) != ClassCredentials {
-		t.Errorf("forced Forbidden.RAM: %v", err)
+	_, err = c.Add(ctx, r)
+	if !errors.As(err, &ae) || ae.Code != "Forbidden.RAM" || Classify(err) != ClassPermission || ErrorCode(err) != "Forbidden.RAM" {
+		t.Errorf("forced Forbidden.RAM: %v (class %v)", err, Classify(err))
+	}
+	// The refusal is for that domain only: the same client may write another.
+	r.Domain = "allowed.example.com"
+	if _, err := c.Add(ctx, r); err != nil {
+		t.Errorf("Add of an allowed domain after a refused one: %v", err)
 	}
 
 	for _, f := range []struct {

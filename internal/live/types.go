@@ -53,8 +53,11 @@ const (
 	// ClassTransient: 5xx, ServiceUnavailable, InternalError, timeouts,
 	// connection errors. Retry with backoff.
 	ClassTransient
-	// ClassCredentials: the AccessKey, signature, token or permission was
-	// refused. Stop the run.
+	// ClassCredentials: the API refused the AccessKey, signature, STS token
+	// or timestamp (InvalidAccessKeyId.*, SignatureDoesNotMatch,
+	// IncompleteSignature, InvalidSecurityToken.*, InvalidTimeStamp.Expired),
+	// or no usable credentials are configured (ErrNoCredentials). Every
+	// further request would fail the same way: stop the run.
 	ClassCredentials
 	// ClassNotFound: ConfigNotFound (Update's target is gone): fall back to Add.
 	ClassNotFound
@@ -68,6 +71,20 @@ const (
 	// Client's own per-request deadline (RequestTimeout) is NOT this class:
 	// it is a *TransportError{Timeout: true}, ClassTransient.
 	ClassCanceled
+	// ClassPermission: the API refused this operation on this resource
+	// (Forbidden, Forbidden.*, NoPermission, NotAuthorized): the identity is
+	// valid but a RAM policy does not allow the call. A policy can name single
+	// domains (acs:cdn:*:{accountId}:domain/{DomainName}), so the refusal
+	// may hold for this domain only: the row fails with its code, no retry.
+	// Only the caller can tell an account-wide refusal (many distinct
+	// domains refused, none allowed) and stop then.
+	ClassPermission
+	// ClassCredentialsUnavailable: getting credentials failed at call time
+	// (a *CredentialsError: an STS, ECS metadata, OIDC or credentials-URI
+	// refresh failed). No request was sent, so it is not an attempt and says
+	// nothing about the cloud or the row. Transient: retry after a backoff,
+	// and give up after a bounded time.
+	ClassCredentialsUnavailable
 )
 
 // String returns the class name, for logs.
@@ -89,6 +106,10 @@ func (c Class) String() string {
 		return "row_error"
 	case ClassCanceled:
 		return "canceled"
+	case ClassPermission:
+		return "permission"
+	case ClassCredentialsUnavailable:
+		return "credentials_unavailable"
 	}
 	return "unknown"
 }
@@ -122,16 +143,20 @@ func (e *TransportError) Error() string { return e.Op + ": " + e.Msg }
 
 // ErrorCode returns the code to record for err: the API code, "Timeout" or
 // "ConnectionError" for transport errors, "Canceled" for a *CanceledError,
-// "NoCredentials" for ErrNoCredentials, "" for nil.
+// "CredentialsUnavailable" for a *CredentialsError, "NoCredentials" for
+// ErrNoCredentials, "" for nil.
 func ErrorCode(err error) string {
 	var ae *APIError
 	var te *TransportError
 	var ce *CanceledError
+	var cre *CredentialsError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &ce):
 		return "Canceled"
+	case errors.As(err, &cre):
+		return "CredentialsUnavailable"
 	case errors.As(err, &ae):
 		return ae.Code
 	case errors.As(err, &te) && te.Timeout:
