@@ -18,12 +18,13 @@ import (
 
 // runner is the state of one pass.
 type runner struct {
-	o       Options
-	store   Store
-	api     API
-	gate    *Gate
-	backoff *Backoff
-	log     *slog.Logger
+	o        Options
+	store    Store
+	api      API
+	gate     *Gate
+	backoff  *Backoff
+	log      *slog.Logger
+	refusals refusals
 
 	dispatch    context.Context // cancelled: stop sending new requests
 	stop        context.CancelCauseFunc
@@ -334,6 +335,13 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			}
 			deferBy = 0
 		}
+		if live.Classify(err) == live.ClassCredentialsUnavailable {
+			// No request was sent: not an attempt, not an answer.
+			if r.credentialsUnavailable(res, err) != nil {
+				return ans, live.ClassCanceled, errStopped
+			}
+			continue
+		}
 		if sent.IsZero() {
 			sent = r.o.Now() // the client failed before sending
 		}
@@ -345,6 +353,7 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			r.log.Warn("circuit breaker: too many failed answers, pausing dispatch", "pause", pause)
 		}
 		res.RequestID, res.HTTPStatus = ans.RequestID, ans.HTTPStatus
+		r.permissionAnswer(class, res, err)
 		var delay time.Duration
 		switch class {
 		case live.ClassCanceled:

@@ -160,6 +160,10 @@ type Options struct {
 	// the signature, token and action checks, before throttling, faults and
 	// validation. Nothing is applied.
 	ForceErrors map[string]ForcedError
+	// DeleteMissingNotFound answers a Delete of a domain without a config
+	// 400 ConfigNotFound (as Update does) instead of 200. Which of the two
+	// Live does is UNVERIFIED; the job must treat both as "deleted".
+	DeleteMissingNotFound bool
 	// ConflictStatus is the status of ConfigAlreadyExists (Add on an
 	// existing config); 0 means 409 (an older error list says 400).
 	ConflictStatus int

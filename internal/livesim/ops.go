@@ -137,7 +137,11 @@ func (s *Server) execute(action string, p url.Values) result {
 		_, ok := s.configs[domain]
 		delete(s.configs, domain)
 		s.mu.Unlock()
-		// UNVERIFIED: deleting a missing config is answered 200.
+		// UNVERIFIED: deleting a missing config is answered 200, or
+		// ConfigNotFound with Options.DeleteMissingNotFound.
+		if !ok && s.opts.DeleteMissingNotFound {
+			return result{err: &apiErr{400, "ConfigNotFound", "The snapshot callback config does not exist for this domain."}}
+		}
 		return result{applied: ok}
 	}
 	return result{err: &apiErr{http.StatusBadRequest, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."}}

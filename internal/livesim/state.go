@@ -44,6 +44,14 @@ func (s *Server) PutConfig(domain string, cfg Config) {
 	s.mu.Unlock()
 }
 
+// DeleteConfig removes domain's config without a request (a change made
+// out of band, e.g. in the console); it is not logged.
+func (s *Server) DeleteConfig(domain string) {
+	s.mu.Lock()
+	delete(s.configs, domain)
+	s.mu.Unlock()
+}
+
 // SuccessfulAdds returns how many Add requests created a config for domain,
 // lost answers included (a config deleted and re-added counts twice).
 func (s *Server) SuccessfulAdds(domain string) int {
