@@ -5,9 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,45 +242,10 @@ func (d *database) explain(ctx context.Context, sql, after string, limit int, ge
 	return strings.Join(lines, "\n"), nil
 }
 
-// pendingQuery is a copy of sqlPendingPage of internal/db/pending.go, used
-// when that file cannot be read; pendingSQL prefers the file's current text.
-const pendingQuery = `SELECT d.domain_name, d.notify_url, d.notify_req_auth, coalesce(d.notify_auth_key, ''),
-       coalesce(d.region_id, ''), d.fingerprint, d.updated_at, (s.done_fingerprint IS NOT NULL) AS ever_done
-FROM desired_snapshot_callbacks d
-LEFT JOIN reconcile_domain_state s ON s.domain_name = d.domain_name AND s.domain_name > $1
-WHERE d.domain_name > $1
-  AND reconcile_is_pending(d.fingerprint, s.last_outcome, s.last_fingerprint, s.done_fingerprint)
-ORDER BY d.domain_name
-LIMIT $2`
-
-// pendingSQL reads the constant sqlPendingPage from internal/db/pending.go
-// (so the EXPLAIN follows the job's query as it is now), falling back to
-// the copy above.
+// pendingSQL is the job's pending-page query (internal/db), so the EXPLAIN
+// follows the query as it is now.
 func (b *bench) pendingSQL() (sql, source string) {
-	path := filepath.Join(b.modRoot, "internal", "db", "pending.go")
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-	if err == nil {
-		for _, decl := range f.Decls {
-			gd, ok := decl.(*ast.GenDecl)
-			if !ok || gd.Tok != token.CONST {
-				continue
-			}
-			for _, spec := range gd.Specs {
-				vs := spec.(*ast.ValueSpec)
-				for i, n := range vs.Names {
-					if n.Name != "sqlPendingPage" || i >= len(vs.Values) {
-						continue
-					}
-					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-						if s, err := strconv.Unquote(lit.Value); err == nil {
-							return s, "internal/db/pending.go (sqlPendingPage, read at run time)"
-						}
-					}
-				}
-			}
-		}
-	}
-	return pendingQuery, "bench/pg.go (a copy of sqlPendingPage: internal/db/pending.go could not be parsed)"
+	return db.PendingPageSQL(), "internal/db (db.PendingPageSQL)"
 }
 
 func firstLine(s string) string {

@@ -52,14 +52,9 @@ func Demo(ctx context.Context, c DemoConfig, env Env) error {
 	if err != nil {
 		return fmt.Errorf("connecting to Postgres: %w", err)
 	}
-	for _, q := range []string{
-		"DROP DATABASE IF EXISTS " + DemoDatabase + " WITH (FORCE)",
-		"CREATE DATABASE " + DemoDatabase,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			admin.Close(ctx)
-			return fmt.Errorf("demo: %s: %w", q, err)
-		}
+	if err := db.RecreateDatabase(ctx, admin, DemoDatabase); err != nil {
+		admin.Close(ctx)
+		return fmt.Errorf("demo: %w", err)
 	}
 	admin.Close(ctx)
 	url, err := db.WithDatabase(c.DatabaseURL, DemoDatabase)
@@ -168,34 +163,20 @@ func printDemoSummary(ctx context.Context, url string, env Env, sim *livesim.Ser
 	}
 	fmt.Fprintf(env.Stdout, "\n== run %d: %s in %s, %d requests (%d throttled)\n", run.ID, run.Status,
 		run.FinishedAt.Sub(run.StartedAt).Round(time.Millisecond), run.Counts.Requests, run.Counts.Throttled)
-	rows, err := conn.Query(ctx, `SELECT coalesce(outcome, '(none)'), count(*),
-		coalesce((array_agg(error_code ORDER BY domain_name))[1], ''), (array_agg(domain_name ORDER BY domain_name))[1]
-		FROM snapshot_callback_status GROUP BY 1 ORDER BY 1`)
+	groups, err := db.StatusSummary(ctx, conn)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "outcome\trows\terror code (first)\texample domain")
-	var outcome, code, domain string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&outcome, &n, &code, &domain}, func() error {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", outcome, n, code, domain)
-		return nil
-	})
-	if err != nil {
-		return err
+	for _, g := range groups {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", g.Outcome, g.Rows, g.FirstCode, g.ExampleDomain)
 	}
 	tw.Flush()
-	msgs, err := conn.Query(ctx, `SELECT domain_name, error_message FROM snapshot_callback_status
-		WHERE outcome IN ('invalid', 'failed') ORDER BY domain_name LIMIT 5`)
-	if err != nil {
-		return err
+	msgs, err := db.NotDoneSamples(ctx, conn, 5)
+	for _, m := range msgs {
+		fmt.Fprintf(env.Stdout, "  %s: %s\n", m.Domain, strings.TrimSpace(m.Message))
 	}
-	var msg string
-	_, err = pgx.ForEachRow(msgs, []any{&domain, &msg}, func() error {
-		fmt.Fprintf(env.Stdout, "  %s: %s\n", domain, strings.TrimSpace(msg))
-		return nil
-	})
 	st := sim.Stats()
 	fmt.Fprintf(env.Stdout, "simulator: %d requests, %d configs, faults injected %v\n", st.Total, len(sim.Configs()), st.ByFault)
 	return err

@@ -214,7 +214,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	log = log.With("run_id", runID)
 	var total, invalidUnchanged int64
 	if mode == apply.ModeVerify {
-		err = pool.QueryRow(ctx, "SELECT count(*) FROM desired_snapshot_callbacks").Scan(&total)
+		total, err = db.CountDesired(ctx, pool)
 	} else if total, err = db.CountPending(ctx, pool); err == nil {
 		invalidUnchanged, err = db.CountInvalidUnchanged(ctx, pool)
 	}

@@ -28,9 +28,24 @@ ORDER BY d.domain_name
 LIMIT $2`
 
 const (
+	sqlCountDesired          = `SELECT count(*) FROM desired_snapshot_callbacks`
 	sqlCountPending          = `SELECT count(*) FROM snapshot_callback_status WHERE pending`
 	sqlCountInvalidUnchanged = `SELECT count(*) FROM snapshot_callback_status WHERE invalid_unchanged`
 )
+
+// PendingPageSQL returns the text of the query PendingPage runs ($1: the
+// key to start after, $2: the page size), for tools that EXPLAIN it (the
+// benchmark). It is the same constant, not a copy.
+func PendingPageSQL() string { return sqlPendingPage }
+
+// CountDesired returns the number of desired rows. One statement.
+func CountDesired(ctx context.Context, q Querier) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, sqlCountDesired).Scan(&n); err != nil {
+		return 0, fmt.Errorf("db: count desired rows: %w", err)
+	}
+	return n, nil
+}
 
 // PendingPage returns up to limit pending rows (see snapshot_callback_status)
 // whose domain_name sorts after `after`, in ORDER BY domain_name order (the
