@@ -9,7 +9,7 @@
 #                                      2% hangs, 5% lost answers (CI: 1,000)
 #   TestModelRandomized (internal/modeltest) 50 random step sequences over
 #                                      10-20 domains, 25-45 steps each (CI: 10
-#                                      sequences, 8-12 domains, 12-16 steps)
+#                                      sequences, 8-12 domains, 14-20 steps)
 #   FuzzParse         (internal/config) fuzzed for $FUZZTIME (default 2m; CI
 #                                      only replays the seed corpus)
 #

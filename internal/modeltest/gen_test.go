@@ -208,7 +208,7 @@ type genSize struct {
 }
 
 var (
-	sizeCI   = genSize{minDomains: 8, maxDomains: 12, minUnits: 12, maxUnits: 16}
+	sizeCI   = genSize{minDomains: 8, maxDomains: 12, minUnits: 14, maxUnits: 20}
 	sizeLong = genSize{minDomains: 10, maxDomains: 20, minUnits: 25, maxUnits: 45}
 )
 
@@ -358,15 +358,18 @@ func (g *gen) del(d, note string) {
 	g.add(step{kind: stDelete, domain: d, note: note})
 }
 
+// randomEdit edits one to three rows (so that runs have some work).
 func (g *gen) randomEdit() {
 	ds := g.editable()
 	if len(ds) == 0 {
 		g.randomInsert()
 		return
 	}
-	d := g.pick(ds)
-	prev := g.desired[d]
-	g.edit(d, g.newVals(d, &prev, true), "")
+	g.r.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
+	for _, d := range ds[:min(len(ds), 1+g.r.IntN(3))] {
+		prev := g.desired[d]
+		g.edit(d, g.newVals(d, &prev, true), "")
+	}
 }
 
 // revertTarget returns an earlier value set of d that differs from its
@@ -483,12 +486,17 @@ func (g *gen) randomRun() runSpec {
 		r.faults.LostAnswer = p(0, 0.2)
 	case u < 88:
 		r.profile = "throttled"
-		r.limit = []int{2, 3, 5}[g.r.IntN(3)]
+		r.limit = 1 + g.r.IntN(2) // per Action: a run has few rows to send
 		r.rate = []int{10, 20, 40}[g.r.IntN(3)]
 	default:
 		r.profile = "SIGKILL"
 		r.faults.LostAnswer = p(0, 0.2)
-		r.kill = &killSpec{at: 1 + g.r.IntN(10), phase: killPhase(g.r.IntN(3))}
+		// Runs often have only a few pending rows: aim early, mostly.
+		at := 1 + g.r.IntN(3)
+		if g.r.IntN(4) == 0 {
+			at = 1 + g.r.IntN(10)
+		}
+		r.kill = &killSpec{at: at, phase: killPhase(g.r.IntN(3))}
 	}
 	return r
 }

@@ -60,6 +60,19 @@ const (
 	maxCleanRuns = 3
 )
 
+// stats count what a sequence exercised (logged at its end).
+type stats struct {
+	kills, forbidden, requests int
+	faults                     map[string]int
+	exits                      map[int]int
+	cleanRuns                  int
+}
+
+func (s stats) String() string {
+	return fmt.Sprintf("%d SIGKILLs, %d runs with a Forbidden.RAM domain, exit codes %v; %d requests, faults %v",
+		s.kills, s.forbidden, s.exits, s.requests, s.faults)
+}
+
 // world is one sequence's database, cloud state and history.
 type world struct {
 	t   *testing.T
@@ -82,18 +95,20 @@ type world struct {
 	keepGoing bool
 	reported  map[string]bool
 
+	stats stats
+
 	trace       []string
 	runs        int
 	outcomeMark int64 // outcomes up to this id were checked by invariant 6
 	lastJobLog  string
-	lastSimLog  []livesim.Entry
 }
 
 func newWorld(t *testing.T, seq sequence, bin *binary) *world {
 	t.Helper()
 	w := &world{t: t, seq: seq, db: testdb.New(t), bin: bin, desired: map[string]vals{},
 		configs: map[string]livesim.Config{}, adds: map[string]int{}, deletes: map[string]int{},
-		keepGoing: os.Getenv(envKeepGoing) == "1", reported: map[string]bool{}}
+		keepGoing: os.Getenv(envKeepGoing) == "1", reported: map[string]bool{},
+		stats: stats{faults: map[string]int{}, exits: map[int]int{}}}
 	for _, d := range slices.Sorted(maps.Keys(seq.initial)) {
 		w.insertRow(d, seq.initial[d])
 		w.trace = append(w.trace, fmt.Sprintf("setup: insert %s [%v]", d, seq.initial[d]))
@@ -137,6 +152,7 @@ func runSequence(t *testing.T, seq sequence, bin *binary) {
 		}
 	}
 	w.finish()
+	t.Logf("seed %d: %d runs (%d clean runs to converge); %v", seq.seed, w.runs, w.stats.cleanRuns, w.stats)
 }
 
 // step applies one step; false when an invariant broke (reported).
@@ -172,6 +188,7 @@ func (w *world) finish() {
 		w.trace = append(w.trace, fmt.Sprintf("run %s  (invariant 5: clean run %d of at most %d)", spec, i, maxCleanRuns))
 		spec.simSeed++
 		rr := w.run(spec)
+		w.stats.cleanRuns = i
 		if w.violated(w.check(spec, rr)) {
 			return
 		}
@@ -281,7 +298,20 @@ func (w *world) run(spec runSpec) runResult {
 	if id := w.maxRunID(); id > before {
 		rr.runID = id
 	}
-	w.lastSimLog = rr.log
+	w.stats.requests += len(rr.log)
+	for _, e := range rr.log {
+		if e.Fault != "" {
+			w.stats.faults[e.Fault]++
+		}
+	}
+	if rr.killed {
+		w.stats.kills++
+	} else {
+		w.stats.exits[rr.code]++
+	}
+	if rr.forbidden != "" {
+		w.stats.forbidden++
+	}
 	w.trace = append(w.trace, "    → "+w.describeRun(rr))
 	return rr
 }
