@@ -8,7 +8,7 @@
 #   TestFaultMatrix   (internal/app)   10,000 rows through 15% 5xx, 5% resets,
 #                                      2% hangs, 5% lost answers (CI: 1,000)
 #   TestModelRandomized (internal/modeltest) 50 random step sequences over
-#                                      10-20 domains, 25-45 steps each (CI: 10
+#                                      10-20 domains, 25-45 steps each (CI: 8
 #                                      sequences, 8-12 domains, 14-20 steps)
 #   FuzzParse         (internal/config) fuzzed for $FUZZTIME (default 2m; CI
 #                                      only replays the seed corpus)
@@ -19,7 +19,8 @@
 # arguments go to `go test` (e.g. -run TestFaultMatrix).
 #
 # Postgres as in scripts/test.sh: TEST_DATABASE_URL, else the local server
-# (scripts/pg-up.sh). Takes about 2-3 minutes on 2 cores with -race.
+# (scripts/pg-up.sh). Takes about 10-12 minutes on 2 cores with -race (8-9 of
+# them TestModelRandomized).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"

@@ -455,7 +455,9 @@ func (g *gen) randomDelete() {
 // randomRun draws a fault profile and flags.
 func (g *gen) randomRun() runSpec {
 	r := runSpec{simSeed: g.nextSimSeed(), concurrency: []int{1, 2, 4, 8}[g.r.IntN(4)],
-		rate: []int{10, 20, 30, 50}[g.r.IntN(4)], timeout: 2 * time.Second,
+		// Low rates make the rate invariant bite: a run sends only a few
+		// requests, and they must fill a 1-second window to be counted.
+		rate: []int{3, 5, 10, 20, 30, 50, 50}[g.r.IntN(7)], timeout: 2 * time.Second,
 		maxAttempts: []int{1, 1, 2, 2, 2, 3, 5}[g.r.IntN(7)],
 		prune:       g.r.IntN(10) < 3, verify: g.r.IntN(5) == 0,
 		latency: livesim.Latency{Median: time.Millisecond, P99: 10 * time.Millisecond}}

@@ -690,6 +690,21 @@ func (w *world) check(spec runSpec, rr runResult) []string {
 			v = append(v, fmt.Sprintf("invariant 3 (one Add): %s got %d successful Adds and %d successful Deletes", d, w.adds[d], w.deletes[d]))
 		}
 	}
+	// 3 (continued). Requests go only to rows that were pending when the
+	// run began, and (--prune) to domains no longer desired: a done row is
+	// not called again.
+	pending := map[string]bool{}
+	for _, d := range rr.pendingBefore {
+		pending[d] = true
+	}
+	sentDone := map[string]bool{}
+	for _, e := range rr.log {
+		if _, desired := w.desired[e.Domain]; desired && !pending[e.Domain] && !sentDone[e.Domain] {
+			sentDone[e.Domain] = true
+			v = append(v, fmt.Sprintf("invariant 3 (done rows are left alone): the run sent %s for %s, which was not pending when it began",
+				e.Action, e.Domain))
+		}
+	}
 	// 4. The rate bound.
 	if m := livesim.MaxInWindow(rr.log, time.Second-arrivalSkew); m > spec.rate {
 		v = append(v, fmt.Sprintf("invariant 4 (rate): the simulator saw %d requests within %v, --rate is %d",
