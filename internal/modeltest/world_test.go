@@ -141,7 +141,7 @@ func (w *world) insertRow(d string, v vals) {
 	w.desired[d] = v
 }
 
-// sequenceRun runs seq to its end (or its first violation), then the clean
+// runSequence runs seq to its end (or its first violation), then the clean
 // runs of invariant 5.
 func runSequence(t *testing.T, seq sequence, bin *binary) {
 	t.Helper()
