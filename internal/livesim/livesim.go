@@ -26,7 +26,7 @@
 //     InvalidVersion), Action (InvalidAction.NotFound);
 //  4. Options.ForceErrors for the DomainName;
 //  5. throttling (Throttling.User), counted on requests that passed 1-4;
-//  6. the fault draw and latency delay;
+//  6. the fault draw (or a matching Options.DomainFaults rule) and latency delay;
 //  7. parameter validation (MissingParam, MalformedParam), then the
 //     operation itself (ConfigAlreadyExists, ConfigNotFound).
 //
@@ -164,6 +164,10 @@ type Options struct {
 	// 400 ConfigNotFound (as Update does) instead of 200. Which of the two
 	// Live does is UNVERIFIED; the job must treat both as "deleted".
 	DeleteMissingNotFound bool
+	// DomainFaults maps a DomainName to fault rules (see DomainFault) that
+	// replace the random fault draw for its requests; the first rule that
+	// matches and has uses left wins. Latency still applies.
+	DomainFaults map[string][]DomainFault
 	// ConflictStatus is the status of ConfigAlreadyExists (Add on an
 	// existing config); 0 means 409 (an older error list says 400).
 	ConflictStatus int
@@ -243,6 +247,9 @@ type Server struct {
 	nonces     map[uint64]struct{}
 	nonceQ     []nonceRec
 	nonceHead  int
+
+	// domainFaultUsed counts the uses of each Options.DomainFaults rule.
+	domainFaultUsed map[string][]int
 }
 
 type nonceRec struct {
@@ -573,7 +580,10 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 		}
 	}
 	f := s.opts.Faults
-	if f.ServerError > 0 || f.Reset > 0 || f.Hang > 0 || f.LostAnswer > 0 {
+	if k, ok := s.domainFaultKind(domain, action); ok {
+		d.kind = k
+		d.unavail = s.rng.IntN(2) == 1
+	} else if f.ServerError > 0 || f.Reset > 0 || f.Hang > 0 || f.LostAnswer > 0 {
 		u := s.rng.Float64()
 		switch c := f.ServerError; {
 		case u < c:
