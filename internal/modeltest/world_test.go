@@ -665,9 +665,11 @@ func (w *world) check(spec runSpec, rr runResult) []string {
 				rr.code, strings.Join(missing, ", ")))
 		}
 	}
-	// 6. A failed outcome says why.
+	// 6. A failed outcome says why: the code of the answer that failed it
+	// (InternalError.Reconcile is the job's guard for a failure without one).
 	rows, err := w.db.Pool.Query(ctx, `SELECT id, run_id, domain_name, attempts, coalesce(error_message, '')
-		FROM reconcile_outcomes WHERE id > $1 AND outcome = 'failed' AND coalesce(error_code, '') = '' ORDER BY id`, w.outcomeMark)
+		FROM reconcile_outcomes WHERE id > $1 AND outcome = 'failed'
+		  AND coalesce(error_code, '') IN ('', 'InternalError.Reconcile') ORDER BY id`, w.outcomeMark)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -675,7 +677,7 @@ func (w *world) check(spec runSpec, rr runResult) []string {
 	var d, msg string
 	var attempts int
 	if _, err := pgx.ForEachRow(rows, []any{&id, &runID, &d, &attempts, &msg}, func() error {
-		v = append(v, fmt.Sprintf("invariant 6 (a failure says why): %s recorded failed by run %d after %d attempts with no error_code (message %q)",
+		v = append(v, fmt.Sprintf("invariant 6 (a failure says why): %s recorded failed by run %d after %d attempts with no answer's error_code (message %q)",
 			d, runID, attempts, msg))
 		return nil
 	}); err != nil {
