@@ -224,36 +224,50 @@ var errStopped = errors.New("stopped")
 // transient answers with backoff while res.Attempts < MaxAttempts. It
 // returns the last answer, its class and error; errStopped when the pass
 // stopped first (a credentials answer stops the pass too).
+//
+// Throttled answers do not count against MaxAttempts: a throttled attempt
+// is the job's fault (its rate is above the budget while it slows down),
+// not the row's. They are bounded separately: after MaxThrottledAttempts
+// throttled answers for one call the row gives up with the throttling
+// error. res.Attempts counts every request sent, throttled ones included.
 func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answer, error)) (live.Answer, live.Class, error) {
 	var ans live.Answer
 	var err error
 	class := live.ClassTransient
-	for res.Attempts < r.o.MaxAttempts {
+	throttled := 0 // throttled answers so far in this call
+	for res.Attempts-throttled < r.o.MaxAttempts && throttled < MaxThrottledAttempts {
 		if res.Attempts > 0 {
 			r.nRetries.Add(1)
 		}
-		if r.wait(r.gate.Reserve(r.o.Now())) != nil {
+		ticket := r.gate.Reserve(r.o.Now())
+		if r.wait(ticket.At) != nil {
 			return ans, live.ClassCanceled, errStopped
 		}
-		// The window guard records the send time from inside the client,
-		// right before the request goes to the network (live.WithSendHook).
-		// When the window is full the request is not sent: wait and build
-		// it again.
-		var sent time.Time
+		// The window guard counts the request from inside the client, right
+		// before it is handed to the HTTP client (live.WithSendHook), until
+		// it is written to a connection (or never was). When the window is
+		// full, or the ticket was booked before a pause or a cut, the
+		// request is not sent: wait and build it again.
 		var deferBy time.Duration
 		var send Send
 		ctx := live.WithSendHook(r.requests, live.SendHook{
 			Before: func() error {
-				now := r.o.Now()
-				d, s := r.gate.Commit(now)
+				d, s := r.gate.Commit(r.o.Now(), &ticket)
 				if d > 0 {
 					deferBy = d
 					return errDeferred
 				}
-				sent, send = now, s
+				send = s
 				return nil
 			},
 			Wrote: func() { r.gate.Sent(send, r.o.Now()) },
+			NotWritten: func(mayHaveArrived bool) {
+				if mayHaveArrived {
+					r.gate.Sent(send, r.o.Now())
+				} else {
+					r.gate.Abort(send)
+				}
+			},
 		})
 		for {
 			ans, err = f(ctx)
@@ -265,12 +279,12 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			}
 			deferBy = 0
 		}
-		if sent.IsZero() {
-			sent = r.o.Now() // the client failed before sending
-		}
+		now := r.o.Now()
+		// A client that ran Before but neither Wrote nor NotWritten: count
+		// the request as sent now (the first report of a send wins).
+		r.gate.Sent(send, now)
 		res.Attempts++
 		r.nRequests.Add(1)
-		now := r.o.Now()
 		class = live.Classify(err)
 		if pause := r.gate.Answered(now, class == live.ClassTransient); pause > 0 {
 			r.log.Warn("circuit breaker: too many failed answers, pausing dispatch", "pause", pause)
@@ -285,22 +299,23 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			return ans, class, errStopped
 		case live.ClassThrottled:
 			r.nThrottled.Add(1)
+			throttled++
 			var ae *live.APIError
 			var hint time.Duration
 			if errors.As(err, &ae) {
 				hint = ae.RetryAfter
 			}
-			r.gate.Throttled(now, sent, hint)
-			delay = max(hint, r.backoff.Delay(res.Attempts))
+			r.gate.Throttled(now, send, hint)
+			delay = max(hint, r.backoff.Delay(throttled))
 		case live.ClassTransient:
 			if r.requests.Err() != nil {
 				return ans, live.ClassCanceled, errStopped
 			}
-			delay = r.backoff.Delay(res.Attempts)
+			delay = r.backoff.Delay(res.Attempts - throttled)
 		default:
 			return ans, class, err
 		}
-		if res.Attempts < r.o.MaxAttempts && r.wait(now.Add(delay)) != nil {
+		if res.Attempts-throttled < r.o.MaxAttempts && throttled < MaxThrottledAttempts && r.wait(now.Add(delay)) != nil {
 			return ans, live.ClassCanceled, errStopped
 		}
 	}
