@@ -335,7 +335,7 @@ func (b *bench) scenarioShared(ctx context.Context, sr *scenarioResult) error {
 		for _, budget := range sharedBudgets {
 			name := sharedRunName(budget, countsRejected)
 			rows := b.sz.Shared * budget
-			d, err := b.freshDB(ctx, sr, name, rows)
+			d, err := b.freshDB(ctx, sr, "shared", rows)
 			if err != nil {
 				return err
 			}
