@@ -129,6 +129,9 @@ type simSpec struct {
 	LatencyMedian time.Duration `json:"latency_median"`
 	LatencyP99    time.Duration `json:"latency_p99"`
 	RetryAfter    bool          `json:"retry_after_header"`
+	// CountsRejected: throttled requests count in the limit's window too
+	// (--throttle-counts-rejected).
+	CountsRejected bool `json:"throttle_counts_rejected,omitempty"`
 	// Fault probabilities per accepted request (livesim.Faults).
 	ServerError float64 `json:"fault_server_error,omitempty"`
 	Reset       float64 `json:"fault_reset,omitempty"`
@@ -151,6 +154,9 @@ func (s simSpec) args() []string {
 	a = append(a, "--seed", strconv.FormatInt(s.Seed, 10))
 	if s.RetryAfter {
 		a = append(a, "--retry-after-header")
+	}
+	if s.CountsRejected {
+		a = append(a, "--throttle-counts-rejected")
 	}
 	return a
 }

@@ -141,7 +141,7 @@ func render(res *result) string {
 	if res.Sizes.Faults > 0 {
 		faultsN = fmt.Sprintf("; faults %d (the job rerun until it exits 0, at most %d runs)", res.Sizes.Faults, faultsMaxRuns)
 	}
-	p("| N (rows) | rate %d, scale %d, shared %d (×2), overhead %d (×2), big %d; baseline: %s budget%s |\n\n",
+	p("| N (rows) | rate %d, scale %d, shared %d s of the budget per run (×8), overhead %d (×2), big %d; baseline: %s budget%s |\n\n",
 		res.Sizes.Rate, res.Sizes.Scale, res.Sizes.Shared, res.Sizes.Overhead, res.Sizes.Big, res.Sizes.BaselineFor, faultsN)
 
 	p("## Results at a glance\n\n| scenario | metric | target | measured | result |\n| --- | --- | --- | --- | --- |\n")
@@ -411,42 +411,51 @@ func renderScale(s *scenarioResult) *section {
 
 func renderShared(s *scenarioResult) *section {
 	sec := newSection(3, "Shared budget (adaptive rate)")
-	a, b := s.run("shared"), s.run("shared-retry-after")
+	seconds := 0
+	for _, m := range s.Runs {
+		if m.Sim.Limit > 0 {
+			seconds = m.Rows / m.Sim.Limit
+			break
+		}
+	}
+	var job string
+	if len(s.Runs) > 0 {
+		job = jobCmd(s.Runs[0])
+	}
 	sec.setup = []string{
-		fmt.Sprintf("%d rows per run, a fresh database each; job `%s` (adaptive rate on, its default); simulator `reconcile simulate --limit 18 --latency-median 100ms --latency-p99 500ms --seed 1`, the second run adding `--retry-after-header` (throttling answers carry `x-acs-retry-after`). The other tool taking the remaining 12/s is not simulated as traffic: the simulator simply accepts only 18/s.", s.Rows, jobCmd(a)),
+		fmt.Sprintf("Eight runs, a fresh database each: job `%s` (adaptive rate on, its default) against a simulator that grants it a hidden budget of 10, 15, 20 or 25 calls/s (`reconcile simulate --limit B --latency-median 100ms --latency-p99 500ms --seed 1`), each with rows for %d s of its budget (rows = %d × B). The limiter either counts only accepted requests in its sliding second (the simulator's default) or, with `--throttle-counts-rejected`, throttled ones too, so that a client that keeps exceeding the limit stays throttled: which of the two Live does is not documented. No retry hint. Whoever spends the rest of the account's 30/s is not simulated as traffic: the simulator simply grants only B.", job, seconds, seconds),
 	}
-	for _, r := range []struct {
-		m     *runMeasure
-		label string
-	}{{a, "no hint: "}, {b, "retry-after: "}} {
-		m := r.m
-		if m == nil || m.Job == nil {
-			sec.checks = append(sec.checks, target(r.label+"run", "completes", "did not run", false))
-			continue
+	var rows []string
+	rows = append(rows, "| limiter counts | budget | rows | exit; pending after | requests | throttled | accepted rate (budget used) | max in 1 s: all / accepted | wall time |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, countsRejected := range []bool{false, true} {
+		for _, budget := range sharedBudgets {
+			name := sharedRunName(budget, countsRejected)
+			label := fmt.Sprintf("budget %d, %s: ", budget, countsLabel(countsRejected))
+			m := s.run(name)
+			if m == nil || m.Job == nil {
+				sec.checks = append(sec.checks, target(label+"run", "completes", "did not run", false))
+				continue
+			}
+			used := m.RateAccepted / float64(budget)
+			allDone := m.Job.Exit == 0 && m.PendingAfter == 0
+			sec.checks = append(sec.checks,
+				target(label+"all rows done in one run", "yes (exit 0, 0 pending)", fmt.Sprintf("exit %d, %d pending", m.Job.Exit, m.PendingAfter), allDone),
+				target(label+"throttled share of all requests", "≤ 5%", fmt.Sprintf("%s (%d of %d)", pct(m.Throttled, m.Requests), m.Throttled, m.Requests), m.Throttled*20 <= m.Requests),
+				target(label+"budget used (accepted rate)", fmt.Sprintf("≥ 85%% (%.2f/s)", 0.85*float64(budget)), fmt.Sprintf("%.1f%% (%.2f/s; all requests %.2f/s)", 100*used, m.RateAccepted, m.Rate), used >= 0.85),
+				rssCheck(m, label),
+			)
+			rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d; %d | %d | %s | %.2f/s (%.1f%%) | %d / %d | %s |", countsLabel(countsRejected), budget, m.Rows,
+				m.Job.Exit, m.PendingAfter, m.Requests, pct(m.Throttled, m.Requests), m.RateAccepted, 100*used, m.MaxWindow, m.MaxWindowAcc, m.Job.Wall.Round(100*time.Millisecond)))
 		}
-		allDone := m.Job.Exit == 0 && m.PendingAfter == 0
-		sec.checks = append(sec.checks,
-			target(r.label+"all rows done in one run", "yes (exit 0, 0 pending)", fmt.Sprintf("exit %d, %d pending", m.Job.Exit, m.PendingAfter), allDone),
-			target(r.label+"throttled share of all requests", "≤ 5%", fmt.Sprintf("%s (%d of %d)", pct(m.Throttled, m.Requests), m.Throttled, m.Requests), m.Throttled*20 <= m.Requests),
-			target(r.label+"achieved rate, accepted requests", "≥ 15.30/s (85% of 18)", fmt.Sprintf("%.2f/s (all requests: %.2f/s)", m.RateAccepted, m.Rate), m.RateAccepted >= 0.85*18),
-			rssCheck(m, r.label),
-		)
-		sec.checks = append(sec.checks, info(r.label+"max in any 1-s window: all / accepted", fmt.Sprintf("%d / %d", m.MaxWindow, m.MaxWindowAcc)))
-		sec.checks = append(sec.checks, runChecks(m, r.label)...)
 	}
+	sec.extra = strings.Join(rows, "\n") + "\n"
 	sec.notes = []string{
-		"Design: the job starts at 30/s and the simulator throttles everything above 18 in any 1-second window; each throttled answer should cut the rate ×0.85 (at most once a second), each quiet second add 0.5/s back up to 30. Cut to about 15–18/s, the rate would then saw-tooth just under 18: the achieved rate is bounded by the average of that saw-tooth, and the throttled share by the requests one over-limit second lets through before a cut takes effect (requests the Gate already released still arrive).",
-		"With the retry hint the Gate also pauses every release until the server's window frees a slot (`x-acs-retry-after`).",
-		"Achieved rate is judged on accepted requests (the work the shared budget allowed); the rate of all requests, rejected ones included, is shown beside it.",
+		"Design (`internal/apply/gate.go`): on a throttling episode the Gate sets its rate to the number of the job's requests in the second before the throttled one that were not throttled — the share of the budget the server granted — refined by the episode's earlier throttled requests whose answers come later; throttled requests sent within a second of a cut are the old rate's and are ignored. The window guard then holds at most floor(rate) requests (throttled ones included) per 1.015 s, so a limiter that counts rejected requests sees the job below its limit at once. The rate then probes upwards slowly (0.1/s per second, doubling every 10 s without throttling, at most 0.5/s per second), so a probe costs a throttled request or two every several seconds.",
+		"Budget used is the accepted rate ((accepted − 1) / the span of accepted arrivals) over the budget B. Throttled answers do not count against `--max-attempts` (a separate cap of 50 throttled answers per request bounds a row that stays throttled).",
 	}
-	failed := false
-	for _, m := range []*runMeasure{a, b} {
+	for _, m := range s.Runs {
 		if m == nil || m.Job == nil {
 			continue
-		}
-		label := "no hint"
-		if m.Sim.RetryAfter {
-			label = "retry-after"
 		}
 		var per []string
 		for _, p := range m.Per10s {
@@ -456,44 +465,22 @@ func renderShared(s *scenarioResult) *section {
 		for _, l := range m.Job.RateLimits {
 			lim = append(lim, fmt.Sprintf("%.1f", l))
 		}
-		sec.notes = append(sec.notes, fmt.Sprintf("Measured (%s): throttled/all requests per 10 s from the first request: %s; the job's current rate limit in its progress lines (every 10 s): %s.", label, strings.Join(per, ", "), strings.Join(lim, ", ")))
-		if m.Throttled*20 > m.Requests || m.Job.Exit != 0 || m.PendingAfter != 0 {
-			// The cut-does-not-hold failure: the limit is back near the
-			// configured rate while the server keeps throttling.
-			for i, l := range m.Job.RateLimits {
-				if i > 0 && l >= 27 {
-					failed = true
-				}
-			}
-			if !failed && len(m.Per10s) > 0 {
-				sec.notes = append(sec.notes, fmt.Sprintf("Diagnosis of the throttled share (%s run): the adaptive limit does come down (progress lines above), so the share is the start: the job begins at 30/s and needs several cuts to get under 18, and %d of the %d requests of the first 10 s were throttled. In a short run (here %s requests in all) that start is a large part of the total; over %s rows it is diluted.", m.Name, m.Per10s[0][1], m.Per10s[0][0], commas(m.Requests), commas(fullSizes.Shared)))
-			}
-		}
+		sec.notes = append(sec.notes, fmt.Sprintf("Measured (%s): throttled/all requests per 10 s from the first request: %s; the job's current rate limit in its progress lines (every 10 s): %s.", m.Name, strings.Join(per, ", "), strings.Join(lim, ", ")))
 	}
-	for _, m := range []*runMeasure{a, b} {
-		if m == nil || m.Job == nil || m.RateAccepted >= 0.85*18 || m.Throttled*20 > m.Requests || len(m.Job.RateLimits) == 0 {
-			continue
-		}
-		lo, sum := m.Job.RateLimits[0], 0.0
-		for _, l := range m.Job.RateLimits {
-			lo = min(lo, l)
-			sum += l
-		}
-		first := [2]int{}
-		if len(m.Per10s) > 0 {
-			first = m.Per10s[0]
-		}
-		sec.notes = append(sec.notes, fmt.Sprintf("Diagnosis of the missed achieved-rate target (%s run; a marginal miss: over six runs of this scenario while preparing this file the accepted rate was 15.24–15.49/s against 15.30): throttling is rare (%.1f%%), so what limits the rate is the adaptive limit itself. In the progress lines it averaged %.1f/s and fell as low as %.1f/s: some throttling episodes cut more than once, and from there the climb back to 18 at +0.5/s per second takes %.0f s. The start costs too: the job begins at 30/s and needs several cuts to get under 18 (%d of the %d requests of the first 10 s were throttled). Options for the owner: one cut per throttling episode, a faster climb while below the last rate that was throttled, or a smaller cut than ×0.85.", m.Name, 100*float64(m.Throttled)/float64(max(m.Requests, 1)), sum/float64(len(m.Job.RateLimits)), lo, (18-lo)/0.5, first[1], first[0]))
-	}
-	if failed {
-		sec.notes = append(sec.notes, "Diagnosis of the missed targets (`internal/apply/gate.go` as of commit 543a700; fixed in 16ddcc2, and this pattern would mean it is back): the AIMD cut does not hold. `grow` runs on every `Reserve` and, once a second, adds 0.5/s and sets `lastChange = now`; `Throttled` refuses to cut while `now − lastChange < AIMDCooldown`, the same `lastChange`. So after the first cut or two (30 → 25.5 → 21.7) the limit grows every second, every later throttled answer falls inside the cooldown that the growth step just restarted, and the limit creeps back to 30 (the progress lines above) while the server accepts 18/s: about a third of all requests are throttled for the whole run. Replaying `apply.Gate` alone against a synthetic 18/s server (releases above 18 in the last second reported as throttled) gives the same: 30 → 25.5 → 21.7, then +0.5/s up to 30 under continuous throttling, then again. Fix: time the cut's cooldown from the last cut, not from the last growth step, and do not grow within a second of a throttled answer. Throttled attempts also count against `--max-attempts` (5): with a third of requests throttled some rows run out of attempts and end `failed` (exit 1), so \"all rows done in one run\" fails as well.")
-	}
-	for _, m := range []*runMeasure{a, b} {
+	for _, m := range s.Runs {
 		if n := busyNote(m, false); n != "" {
 			sec.notes = append(sec.notes, n)
 		}
 	}
 	return sec
+}
+
+// countsLabel names the limiter's semantics.
+func countsLabel(countsRejected bool) string {
+	if countsRejected {
+		return "accepted and rejected"
+	}
+	return "accepted only"
 }
 
 func renderOverhead(s *scenarioResult, mc machine) *section {

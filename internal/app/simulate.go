@@ -37,7 +37,7 @@ func Simulate(ctx context.Context, c SimConfig, env Env) error {
 			return fmt.Errorf("simulate: writing --addr-file: %w", err)
 		}
 	}
-	env.Logger.Info("simulator listening", "endpoint", url, "limit_per_second", c.Options.Limit,
+	env.Logger.Info("simulator listening", "endpoint", url, "limit_per_second", c.Options.Limit, "throttle_counts_rejected", c.Options.ThrottleCountsRejected,
 		"latency_median", c.Options.Latency.Median, "latency_p99", c.Options.Latency.P99,
 		"faults", fmt.Sprintf("%+v", c.Options.Faults), "seed", c.Options.Seed)
 	errc := make(chan error, 1)

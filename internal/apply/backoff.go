@@ -43,3 +43,13 @@ func (b *Backoff) Ceiling(attempt int) time.Duration {
 	}
 	return min(c, b.Max)
 }
+
+// MaxThrottledAttempts bounds the throttled answers one request of a row may
+// get in a run. Throttled answers do not count against --max-attempts (a
+// throttled attempt is the job's fault while its adaptive rate comes down,
+// not the row's), so this generous bound is what stops a row that stays
+// throttled (a budget used up by someone else) from being retried forever:
+// it then ends failed with the throttling code. With the backoff's ceilings (here by
+// throttled answer: 200 ms doubling up to --backoff-max) and the Gate's
+// pacing, 50 throttled answers take some minutes.
+const MaxThrottledAttempts = 50

@@ -32,11 +32,29 @@ type fakeAPI struct {
 	got     map[string][]string
 }
 
-func (f *fakeAPI) next(op, domain string) step {
+func (f *fakeAPI) next(ctx context.Context, op, domain string) step {
+	// Like the real client: credentials come first (a credentials failure
+	// sends nothing), then the send hook (the gate may defer the request),
+	// then the request is written.
+	f.mu.Lock()
+	s := f.scripts[domain]
+	f.mu.Unlock()
+	var credsFail bool
+	if len(s) > 0 {
+		var ce *live.CredentialsError
+		credsFail = errors.As(s[0].err, &ce)
+	}
+	hook, ok := live.SendHookFrom(ctx)
+	if ok && !credsFail && hook.Before != nil {
+		if err := hook.Before(); err != nil {
+			return step{op: op, err: err}
+		}
+		defer hook.Wrote()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got[domain] = append(f.got[domain], op)
-	s := f.scripts[domain]
+	s = f.scripts[domain]
 	if len(s) == 0 {
 		f.t.Errorf("%s: unexpected %s (script exhausted)", domain, op)
 		return step{op: op, err: &live.APIError{Op: op, Code: "Unexpected", HTTPStatus: 400}}
@@ -48,18 +66,18 @@ func (f *fakeAPI) next(op, domain string) step {
 	return s[0]
 }
 
-func (f *fakeAPI) Add(_ context.Context, r live.Request) (live.Answer, error) {
-	return live.Answer{RequestID: "rid"}, f.next("add", r.Domain).err
+func (f *fakeAPI) Add(ctx context.Context, r live.Request) (live.Answer, error) {
+	return live.Answer{RequestID: "rid"}, f.next(ctx, "add", r.Domain).err
 }
-func (f *fakeAPI) Update(_ context.Context, r live.Request) (live.Answer, error) {
-	return live.Answer{RequestID: "rid"}, f.next("update", r.Domain).err
+func (f *fakeAPI) Update(ctx context.Context, r live.Request) (live.Answer, error) {
+	return live.Answer{RequestID: "rid"}, f.next(ctx, "update", r.Domain).err
 }
-func (f *fakeAPI) Describe(_ context.Context, domain, _ string) (live.Config, live.Answer, error) {
-	s := f.next("describe", domain)
+func (f *fakeAPI) Describe(ctx context.Context, domain, _ string) (live.Config, live.Answer, error) {
+	s := f.next(ctx, "describe", domain)
 	return s.cfg, live.Answer{RequestID: "rid"}, s.err
 }
-func (f *fakeAPI) Delete(_ context.Context, domain, _ string) (live.Answer, error) {
-	return live.Answer{RequestID: "rid"}, f.next("delete", domain).err
+func (f *fakeAPI) Delete(ctx context.Context, domain, _ string) (live.Answer, error) {
+	return live.Answer{RequestID: "rid"}, f.next(ctx, "delete", domain).err
 }
 
 // fakeStore serves rows as one page and keeps what the run writes.
@@ -205,6 +223,14 @@ func TestDecisions(t *testing.T) {
 			outcome: model.OutcomeAlreadyExists, code: "ConfigAlreadyExists", attempts: 2, marked: true},
 		{name: "forbidden for this domain", script: []step{{op: "add", err: errForbidden}},
 			outcome: model.OutcomeFailed, code: "Forbidden.RAM", attempts: 1, marked: true},
+		{name: "throttled does not use up attempts", opts: func(o *Options) { o.MaxAttempts = 1 },
+			script:  []step{{op: "add", err: errThrottled}, {op: "add", err: errThrottled}, {op: "add"}},
+			outcome: model.OutcomeApplied, attempts: 3, marked: true},
+		{name: "throttles in one step leave the next its attempts", row: model.Row{Applied: true},
+			opts: func(o *Options) { o.MaxAttempts = 3 },
+			script: []step{{op: "update", err: errThrottled}, {op: "update", err: errThrottled}, {op: "update", err: errNotFound},
+				{op: "add", err: errInternal}, {op: "add"}},
+			outcome: model.OutcomeApplied, attempts: 5, marked: true},
 		{name: "credentials outage is not an attempt", opts: func(o *Options) { o.MaxAttempts = 1 },
 			script:  []step{{op: "add", err: errCreds}, {op: "add", err: errCreds}, {op: "add"}},
 			outcome: model.OutcomeApplied, attempts: 1, marked: true},

@@ -4,27 +4,36 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Pacing constants of the Gate.
 const (
 	// WindowMargin is added to the 1-second window that the Gate's guard
-	// enforces, so that scheduling jitter between the moment a request is
-	// released and the moment it reaches the server cannot squeeze one
-	// request too many into a 1-second window as the server sees it.
-	// The send time is taken at the wire (see Commit and Sent), so the
-	// margin covers only the way to the server; 15 ms keeps a steady 30/s
-	// at 98.5% of its rate (30 requests per 1.015 s).
+	// enforces, so that the way from the moment a request is reported
+	// written (Sent) to the moment the server has read it cannot squeeze one
+	// request too many into a 1-second window as the server sees it. 15 ms
+	// keeps a steady 30/s at 98.5% of its rate (30 requests per 1.015 s).
 	WindowMargin = 15 * time.Millisecond
-	// AIMDDecrease multiplies the rate on a throttled answer.
+	// PendingPoll is how long Commit asks a caller to wait when the window
+	// is full of sends whose time is not known yet (committed, not yet
+	// written): when one of them will be written, or given up, cannot be
+	// predicted.
+	PendingPoll = 10 * time.Millisecond
+	// AIMDDecrease multiplies the rate on a throttling episode when the
+	// accepted rate could not be measured (see Gate.Throttled).
 	AIMDDecrease = 0.9
-	// AIMDIncrease is how much the rate grows per second without throttling
-	// (calls/s per second), up to the configured rate.
+	// AIMDIncrease is the fastest the adaptive rate grows (calls/s per
+	// second), up to the configured rate.
 	AIMDIncrease = 0.5
-	// AIMDCooldown is the least time between two cuts, so that one burst of
-	// throttled answers (requests already in flight) counts once.
+	// ProbeIncrease is how fast the adaptive rate grows right after a
+	// throttled answer (calls/s per second): the rate was just set to the
+	// budget measured, so it probes above it slowly. The growth doubles
+	// every ProbeDoubling without a throttled answer, up to AIMDIncrease, so
+	// a budget that was freed is taken back within a minute or so.
+	ProbeIncrease = 0.1
+	ProbeDoubling = 10 * time.Second
+	// AIMDCooldown is the least time between two growth steps, and the
+	// quiet time after a throttled answer before the rate grows again.
 	AIMDCooldown = time.Second
 	// MinAdaptiveRate is the floor of the adaptive rate, as a share of the
 	// configured rate.
@@ -37,230 +46,278 @@ const (
 	BreakerMaxPause = 30 * time.Second
 )
 
-// Gate decides when the next request may be sent. It combines
-//   - a token bucket (x/time/rate, burst 1) at the current rate, which spaces
-//     requests evenly;
-//   - a sliding-window guard remembering the send times of the last
-//     floor(max rate) requests (recorded by Commit, when the caller is about
-//     to send, not when it booked its slot, so a caller that woke up late
-//     cannot squeeze the window): a request is never sent less than
-//     1s+WindowMargin after the one that many sends before it, so no
-//     1-second window holds more than the configured rate, whatever the
-//     token bucket does while its rate changes;
-//   - an optional AIMD controller (Throttled / Answered) that cuts the rate on
-//     throttling and creeps back up, and a pause honouring the server's
-//     retry hint;
-//   - a circuit breaker that pauses dispatching when more than a threshold of
-//     the last BreakerWindow answers were 5xx or connection failures.
+// window is the length of the sliding window the guard enforces.
+const window = time.Second + WindowMargin
+
+// historySpan is how long the Gate remembers sends for the adaptive
+// estimate: an answer can come this long (less one second) after its
+// request and still be measured.
+const historySpan = 5 * time.Second
+
+// Gate decides when the next request may be sent. Its guarantee: as long as
+// every request is announced by Commit before it is handed to the network
+// and settled by Sent (when it was written) or Abort (when it never left),
+// no 1-second window as the server sees arrivals holds more than
+// floor(current rate) requests (at least 1), whatever the pauses and changes
+// of rate. It combines
+//   - spacing: one slot every (1 s + WindowMargin)/rate, booked by Reserve
+//     (a token bucket with burst 1), so requests leave evenly;
+//   - the window guard: a send is committed only while fewer than
+//     floor(current rate) sends are in the last 1 s + WindowMargin, where a
+//     committed send counts from its Commit until it is settled — in every
+//     window, since its arrival time is not known until then (a request
+//     whose dial or TLS handshake takes a second still holds its place) —
+//     and afterwards at the time Sent gave it; an aborted send is dropped;
+//   - re-spacing: a pause (the server's retry hint, the circuit breaker) or
+//     an adaptive cut invalidates every reservation booked before it; such a
+//     caller's Commit books a new slot at the then current rate, after the
+//     pause, so the callers that waited do not all leave at the pause's end;
+//   - an optional adaptive rate (Throttled): on a throttling episode the
+//     rate is set to the rate the server accepted from this job over the
+//     second before the throttled request (a direct estimate of the share of
+//     the budget left to it; ×AIMDDecrease when that cannot be measured);
+//     it then grows back slowly (ProbeIncrease, doubling every
+//     ProbeDoubling, at most AIMDIncrease) up to the configured rate;
+//   - a circuit breaker (Answered) that pauses dispatching when more than a
+//     threshold of the last BreakerWindow answers were 5xx or connection
+//     failures.
 //
-// Every attempt, retries included, must pass through Reserve and then Commit.
-// A Gate is safe
-// for concurrent use; its methods take the current time as an argument so
-// they can be tested with a synthetic clock.
+// Every attempt, retries included, must pass through Reserve and then
+// Commit. A Gate is safe for concurrent use; its methods take the current
+// time as an argument so they can be tested with a synthetic clock.
 type Gate struct {
 	mu       sync.Mutex
-	lim      *rate.Limiter
 	max      float64
 	cur      float64
 	adaptive bool
 
-	ring  []time.Time // send times of the last len(ring) requests
-	head  int
-	count int
-	sends uint64 // sends committed so far; identifies ring slots for Sent
-
-	lastCut     time.Time // last AIMD cut
-	lastGrow    time.Time // last AIMD growth step (or cut)
+	// Spacing: next is the earliest free slot; epoch numbers the schedule,
+	// bumped by every pause and cut (a Ticket of an older epoch is re-booked).
+	next        time.Time
+	epoch       uint64
+	lastCommit  time.Time
 	pausedUntil time.Time
 
-	threshold   float64
-	answers     []bool // ring of recent answers: true = failure
-	ansHead     int
-	ansCount    int
-	failures    int
-	breakerNext time.Duration
-	trips       int
+	sends sendLog
+
+	// Adaptive rate.
+	lastCut       time.Time // when the rate was last cut (zero: never)
+	lastGrow      time.Time // last growth step
+	lastThrottled time.Time // last throttled answer
+	episodeSent   time.Time // send time of the throttled request that set the last cut
+	episodeFrom   time.Time // the earliest send time of the last cut's episode
+
+	brk breaker
 }
 
 // NewGate returns a Gate releasing at most r requests per second. With
 // adaptive, Throttled lowers the rate and quiet time raises it back to r.
 // breakerThreshold in (0,1] is the failure share that trips the breaker.
 func NewGate(r float64, adaptive bool, breakerThreshold float64) *Gate {
-	n := int(math.Floor(r))
-	if n < 1 {
-		n = 1
-	}
 	return &Gate{
-		lim:         rate.NewLimiter(bucketRate(r), 1),
-		max:         r,
-		cur:         r,
-		adaptive:    adaptive,
-		ring:        make([]time.Time, n),
-		threshold:   breakerThreshold,
-		answers:     make([]bool, BreakerWindow),
-		breakerNext: BreakerPause,
+		max:      r,
+		cur:      r,
+		adaptive: adaptive,
+		brk:      breaker{threshold: breakerThreshold, answers: make([]bool, BreakerWindow), next: BreakerPause},
 	}
 }
 
-// Reserve books the next token-bucket slot at or after now and returns its
-// time (not before the window guard could admit a send); the caller waits
-// until then and calls Commit. A booked slot counts even if the caller then
-// gives up, which only makes the Gate more conservative.
-func (g *Gate) Reserve(now time.Time) time.Time {
+// Ticket is a slot booked by Reserve; pass it to Commit.
+type Ticket struct {
+	// At is when the caller may call Commit.
+	At    time.Time
+	epoch uint64
+}
+
+// Reserve books the next slot at or after now (after any pause) and returns
+// it; the caller waits until t.At and calls Commit(now, &t). A booked slot
+// counts even if the caller then gives up, which only makes the Gate more
+// conservative.
+func (g *Gate) Reserve(now time.Time) Ticket {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.grow(now)
+	return g.reserveLocked(now)
+}
+
+func (g *Gate) reserveLocked(now time.Time) Ticket {
 	at := now
 	if g.pausedUntil.After(at) {
 		at = g.pausedUntil
 	}
-	r := g.lim.ReserveN(at, 1)
-	at = at.Add(r.DelayFrom(at))
-	if earliest := g.windowOpensLocked(); earliest.After(at) {
-		at = earliest
+	if g.next.After(at) {
+		at = g.next
 	}
-	return at
+	g.next = at.Add(g.interval())
+	return Ticket{At: at, epoch: g.epoch}
 }
 
-// Send identifies one committed send, for Sent.
+// interval is the spacing of slots at the current rate: the rate the window
+// guard can sustain (floor(rate) requests per 1 s + WindowMargin), so that
+// requests are spaced evenly and the guard only catches what spacing alone
+// would let through.
+func (g *Gate) interval() time.Duration {
+	return time.Duration(math.Ceil(float64(window) / g.cur))
+}
+
+// limit is the most sends the window may hold at the current rate.
+func (g *Gate) limit() int {
+	return max(1, int(math.Floor(g.cur)))
+}
+
+// Send identifies one committed send, for Sent, Abort and Throttled. The
+// zero Send is no send.
 type Send uint64
 
-// Commit is called when the caller is about to send (after waiting for its
-// Reserve time). When the window allows a request at now and no pause is
-// on, it records now as the send's time and returns (0, the send);
-// otherwise it records nothing and returns how long to wait before calling
-// Commit again.
-func (g *Gate) Commit(now time.Time) (time.Duration, Send) {
+// Commit is called when the caller is about to hand its request to the
+// network (after waiting until t.At). When t was booked before the latest
+// pause or cut, it books a new slot into t and returns how long to wait for
+// it. Otherwise, when the window admits a send at now, it counts a new send
+// from now on and returns (0, the send), which the caller must settle with
+// Sent or Abort; else it returns how long to wait before calling Commit
+// again with the same t.
+func (g *Gate) Commit(now time.Time, t *Ticket) (time.Duration, Send) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pausedUntil.After(now) {
-		// A pause (retry hint, breaker) began after this caller reserved.
-		return g.pausedUntil.Sub(now), 0
+	if t.epoch != g.epoch || g.pausedUntil.After(now) {
+		*t = g.reserveLocked(now)
+		if d := t.At.Sub(now); d > 0 {
+			return d, 0
+		}
 	}
-	if earliest := g.windowOpensLocked(); earliest.After(now) {
-		return earliest.Sub(now), 0
+	if d := g.sends.wait(now, g.limit()); d > 0 {
+		return d, 0
 	}
-	g.ring[g.head] = now
-	g.head = (g.head + 1) % len(g.ring)
-	if g.count < len(g.ring) {
-		g.count++
-	}
-	g.sends++
-	return 0, Send(g.sends)
+	g.lastCommit = now
+	return 0, g.sends.commit(now)
 }
 
-// Sent records that send s actually left at t (the request was written to
-// the connection), when that is later than its Commit time: a caller that
-// stalled between Commit and the network then counts from when it really
-// sent, so the requests after it cannot squeeze into its 1-second window. A
-// send already out of the window's memory is ignored.
+// Sent records that send s was written to the connection at t (or, when that
+// is not known, may have reached the server as late as t): from then on it
+// counts in the windows around t only. Only the first Sent or Abort of a
+// send counts; a send the Gate no longer remembers is ignored.
 func (g *Gate) Sent(s Send, t time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if s == 0 || g.sends-uint64(s) >= uint64(len(g.ring)) {
-		return
-	}
-	// The ring slot of send s: head is where send g.sends+1 will go.
-	back := int(g.sends - uint64(s) + 1)
-	i := (g.head - back + len(g.ring)) % len(g.ring)
-	if t.After(g.ring[i]) {
-		g.ring[i] = t
-	}
+	g.sends.settle(s, t, false)
 }
 
-// windowOpensLocked returns the earliest time the window admits another
-// send (zero when it is not full).
-func (g *Gate) windowOpensLocked() time.Time {
-	if g.count < len(g.ring) {
-		return time.Time{}
-	}
-	// The send len(ring) sends back, at its real time when Sent moved it.
-	return g.ring[g.head].Add(time.Second + WindowMargin)
+// Abort records that send s never reached the server (no connection was
+// obtained for it): it no longer counts in any window.
+func (g *Gate) Abort(s Send) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.sends.settle(s, time.Time{}, true)
 }
 
-// Throttled records, at now, a throttled answer to a request sent at sent:
-// with adaptive pacing it cuts the rate, once per throttling episode — not
-// for requests sent before the last cut (they were paced by the old rate),
-// and at most once per AIMDCooldown — and it pauses every release until
-// now+retryAfter when the server gave a hint.
-func (g *Gate) Throttled(now, sent time.Time, retryAfter time.Duration) {
+// Throttled records, at now, a throttled answer to send s (0 when the send
+// is not known) and pauses every release until now+retryAfter when the
+// server gave a hint. With adaptive pacing it then lowers the rate once per
+// throttling episode: a throttled request sent less than 1 s + WindowMargin
+// after the last cut had in its server-side window requests paced by the
+// old rate, so it says nothing about the new one and is ignored. The new
+// rate is the number of this job's requests sent in the second before s
+// and not known throttled — the share of the budget the server accepted
+// from it — when s is remembered and that is below the current rate; else
+// the current rate × AIMDDecrease. It never goes below MinAdaptiveRate of
+// the configured rate. Reservations booked before a cut are re-booked at
+// the new rate (see Commit).
+func (g *Gate) Throttled(now time.Time, s Send, retryAfter time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if retryAfter > 0 {
-		if until := now.Add(retryAfter); until.After(g.pausedUntil) {
-			g.pausedUntil = until
-		}
+		g.pauseLocked(now.Add(retryAfter))
 	}
-	if !g.adaptive || !g.lastCut.IsZero() && (sent.Before(g.lastCut) || now.Sub(g.lastCut) < AIMDCooldown) {
+	sent, known := g.sends.markThrottled(s)
+	if !g.adaptive {
 		return
 	}
-	g.cur = math.Max(g.cur*AIMDDecrease, g.max*MinAdaptiveRate)
-	g.lim.SetLimitAt(now, bucketRate(g.cur))
+	g.lastThrottled = now
+	if !known {
+		sent = now // the latest it can have been sent
+	}
+	measurable := known && now.Sub(sent) <= historySpan-time.Second
+	if !g.lastCut.IsZero() && sent.Before(g.lastCut.Add(window)) {
+		// Sent before the last cut took full effect: the old rate's fault,
+		// already paid for — unless it was sent before the request that set
+		// the cut, in the same episode: answers come out of order, and the
+		// earliest throttled request of an episode is the one whose window
+		// held only accepted requests, so it measures the budget best.
+		if !measurable || !sent.Before(g.episodeSent) || sent.Before(g.episodeFrom) {
+			return
+		}
+		if n := float64(g.sends.acceptedBefore(sent)); n < g.cur {
+			g.setRateLocked(math.Max(n, g.max*MinAdaptiveRate))
+			g.episodeSent = sent
+		}
+		return
+	}
+	next := g.cur * AIMDDecrease
+	if measurable {
+		if n := float64(g.sends.acceptedBefore(sent)); n < g.cur {
+			next = n
+		}
+	}
+	g.episodeFrom = g.lastCut.Add(window)
+	if g.lastCut.IsZero() {
+		g.episodeFrom = time.Time{}
+	}
+	g.episodeSent = time.Time{} // nothing to refine unless measured
+	if measurable {
+		g.episodeSent = sent
+	}
 	g.lastCut, g.lastGrow = now, now
+	g.setRateLocked(math.Max(next, g.max*MinAdaptiveRate))
 }
 
-// grow raises the adaptive rate by AIMDIncrease per second since the last
-// cut or growth step, in steps at least AIMDCooldown apart. Called with
-// g.mu held (only after a cut: cur < max).
+// setRateLocked lowers the rate to r and re-spaces: reservations booked at
+// the old rate are booked again (see Commit).
+func (g *Gate) setRateLocked(r float64) {
+	g.cur = r
+	g.epoch++
+	g.next = g.lastCommit.Add(g.interval())
+}
+
+// pauseLocked pauses releases until until (unless a longer pause is on) and
+// invalidates the reservations booked before.
+func (g *Gate) pauseLocked(until time.Time) {
+	if !until.After(g.pausedUntil) {
+		return
+	}
+	g.pausedUntil = until
+	g.epoch++
+	g.next = until
+}
+
+// grow raises the adaptive rate by its growth speed times the time since
+// the last growth step, in steps at least AIMDCooldown apart and not within
+// AIMDCooldown of a throttled answer. Called with g.mu held.
 func (g *Gate) grow(now time.Time) {
 	if !g.adaptive || g.cur >= g.max {
 		return
 	}
-	elapsed := now.Sub(g.lastGrow)
-	if elapsed < AIMDCooldown {
+	if now.Sub(g.lastGrow) < AIMDCooldown || now.Sub(g.lastThrottled) < AIMDCooldown {
 		return
 	}
-	g.cur = math.Min(g.max, g.cur+AIMDIncrease*elapsed.Seconds())
-	g.lim.SetLimitAt(now, bucketRate(g.cur))
+	quiet := now.Sub(g.lastThrottled)
+	speed := math.Min(AIMDIncrease, ProbeIncrease*math.Exp2(quiet.Seconds()/ProbeDoubling.Seconds()))
+	g.cur = math.Min(g.max, g.cur+speed*now.Sub(g.lastGrow).Seconds())
 	g.lastGrow = now
 }
 
 // Answered records whether an answer at now was a transient failure (5xx,
 // reset, timeout). When more than the threshold of the last BreakerWindow
 // answers failed, the breaker trips: releases pause for a backoff that
-// doubles per consecutive trip, and Answered reports the pause (0 otherwise).
+// doubles per consecutive trip (reservations booked before are re-booked
+// after it, see Commit), and Answered reports the pause (0 otherwise).
 func (g *Gate) Answered(now time.Time, failure bool) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ansCount == len(g.answers) && g.answers[g.ansHead] {
-		g.failures--
+	pause := g.brk.answer(failure)
+	if pause > 0 {
+		g.pauseLocked(now.Add(pause))
 	}
-	g.answers[g.ansHead] = failure
-	g.ansHead = (g.ansHead + 1) % len(g.answers)
-	if g.ansCount < len(g.answers) {
-		g.ansCount++
-	}
-	if failure {
-		g.failures++
-	}
-	if g.ansCount < len(g.answers) {
-		return 0
-	}
-	if float64(g.failures) <= g.threshold*float64(len(g.answers)) {
-		if g.failures == 0 {
-			g.breakerNext = BreakerPause
-		}
-		return 0
-	}
-	pause := g.breakerNext
-	g.breakerNext = min(2*g.breakerNext, BreakerMaxPause)
-	if until := now.Add(pause); until.After(g.pausedUntil) {
-		g.pausedUntil = until
-	}
-	// Start a fresh window: the breaker judges the answers after the pause.
-	g.ansCount, g.ansHead, g.failures = 0, 0, 0
-	g.trips++
 	return pause
-}
-
-// bucketRate is the token bucket's rate for a Gate rate r: the rate the
-// window guard can sustain (r requests per 1 s + WindowMargin), so that
-// requests are spaced evenly and the guard only catches what pacing alone
-// would let through (after a change of rate, a late caller). A bucket at r
-// itself would run ahead of the guard, and every request would then be
-// turned back at the window and built again.
-func bucketRate(r float64) rate.Limit {
-	return rate.Limit(r * float64(time.Second) / float64(time.Second+WindowMargin))
 }
 
 // Rate returns the current rate (the configured one unless adaptive pacing
@@ -275,5 +332,47 @@ func (g *Gate) Rate() float64 {
 func (g *Gate) Trips() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.trips
+	return g.brk.trips
+}
+
+// breaker is the circuit breaker's state: a ring of the last answers.
+type breaker struct {
+	threshold float64
+	answers   []bool // true = failure
+	head      int
+	count     int
+	failures  int
+	next      time.Duration // the next trip's pause
+	trips     int
+}
+
+// answer records one answer and returns the pause when the breaker trips
+// (0 otherwise).
+func (b *breaker) answer(failure bool) time.Duration {
+	if b.count == len(b.answers) && b.answers[b.head] {
+		b.failures--
+	}
+	b.answers[b.head] = failure
+	b.head = (b.head + 1) % len(b.answers)
+	if b.count < len(b.answers) {
+		b.count++
+	}
+	if failure {
+		b.failures++
+	}
+	if b.count < len(b.answers) {
+		return 0
+	}
+	if float64(b.failures) <= b.threshold*float64(len(b.answers)) {
+		if b.failures == 0 {
+			b.next = BreakerPause
+		}
+		return 0
+	}
+	pause := b.next
+	b.next = min(2*b.next, BreakerMaxPause)
+	// Start a fresh window: the breaker judges the answers after the pause.
+	b.count, b.head, b.failures = 0, 0, 0
+	b.trips++
+	return pause
 }

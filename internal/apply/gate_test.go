@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"math"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -43,7 +44,8 @@ func TestGateNeverExceedsRate(t *testing.T) {
 				if rnd.IntN(10) == 0 {
 					now = now.Add(time.Duration(rnd.IntN(2000)) * time.Millisecond)
 				}
-				at := g.Reserve(now)
+				tk := g.Reserve(now)
+				at := tk.At
 				if at.Before(now) {
 					t.Fatalf("Reserve(%v) = %v, before now", now, at)
 				}
@@ -51,12 +53,14 @@ func TestGateNeverExceedsRate(t *testing.T) {
 				if rnd.IntN(4) == 0 {
 					at = at.Add(time.Duration(rnd.IntN(30)) * time.Millisecond)
 				}
-				for d, _ := g.Commit(at); d > 0; d, _ = g.Commit(at) {
+				d, s := g.Commit(at, &tk)
+				for ; d > 0; d, s = g.Commit(at, &tk) {
 					at = at.Add(d)
 				}
+				g.Sent(s, at)
 				released = append(released, at)
 				if tt.adaptive && rnd.IntN(20) == 0 {
-					g.Throttled(at, at, 0)
+					g.Throttled(at, s, 0)
 				}
 			}
 			limit := int(tt.rate)
@@ -76,10 +80,13 @@ func TestGateSteadyRate(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var first, last time.Time
 	for i := 0; i < 1800; i++ {
-		at := g.Reserve(now)
-		if d, _ := g.Commit(at); d != 0 {
+		tk := g.Reserve(now)
+		at := tk.At
+		d, s := g.Commit(at, &tk)
+		if d != 0 {
 			t.Fatalf("Commit at the reserved time asks to wait %v", d)
 		}
+		g.Sent(s, at)
 		if i == 0 {
 			first = at
 		}
@@ -94,23 +101,33 @@ func TestGateSteadyRate(t *testing.T) {
 func TestGateAIMD(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
-	g.Throttled(now, now, 0)
+	// A throttled answer to a send the Gate does not know: ×AIMDDecrease.
+	g.Throttled(now, 0, 0)
 	if got := g.Rate(); got != 30*AIMDDecrease {
 		t.Fatalf("after one throttle: rate %v, want %v", got, 30*AIMDDecrease)
 	}
-	g.Throttled(now.Add(100*time.Millisecond), now.Add(100*time.Millisecond), 0) // within the cooldown: same burst
+	g.Throttled(now.Add(100*time.Millisecond), 0, 0) // within a window of the cut: the same episode
 	if got := g.Rate(); got != 30*AIMDDecrease {
-		t.Fatalf("throttle within cooldown changed the rate to %v", got)
+		t.Fatalf("throttle within the episode changed the rate to %v", got)
 	}
-	g.Throttled(now.Add(AIMDCooldown), now.Add(AIMDCooldown), 0)
+	g.Throttled(now.Add(window), 0, 0)
 	want := 30 * AIMDDecrease * AIMDDecrease
 	if got := g.Rate(); got != want {
 		t.Fatalf("after second throttle: rate %v, want %v", got, want)
 	}
-	// Quiet time: grows by AIMDIncrease per second, capped at the max.
-	g.Reserve(now.Add(AIMDCooldown + 2*time.Second))
-	if got := g.Rate(); got < want+2*AIMDIncrease-1e-9 || got > want+2*AIMDIncrease+1e-9 {
-		t.Fatalf("after 2 s quiet: rate %v, want %v", got, want+2*AIMDIncrease)
+	// Quiet time: after AIMDCooldown it grows at ProbeIncrease, doubling
+	// every ProbeDoubling, capped at AIMDIncrease and the max.
+	last := now.Add(window)
+	g.Reserve(last.Add(AIMDCooldown / 2)) // within the cooldown: no growth
+	if got := g.Rate(); got != want {
+		t.Fatalf("half a cooldown after the throttle: rate %v, want %v", got, want)
+	}
+	g.Reserve(last.Add(AIMDCooldown))
+	g.Reserve(last.Add(3 * time.Second))
+	grown := want + ProbeIncrease*math.Exp2(1/ProbeDoubling.Seconds())*1 + // the step at +1 s
+		ProbeIncrease*math.Exp2(3/ProbeDoubling.Seconds())*2 // at +3 s, 2 s after the previous step
+	if got := g.Rate(); math.Abs(got-grown) > 1e-9 {
+		t.Fatalf("3 s after the throttle: rate %v, want %v", got, grown)
 	}
 	g.Reserve(now.Add(time.Hour))
 	if got := g.Rate(); got != 30 {
@@ -118,18 +135,60 @@ func TestGateAIMD(t *testing.T) {
 	}
 	// The floor.
 	for i := 0; i < 100; i++ {
-		at := now.Add(time.Hour + time.Duration(i)*AIMDCooldown)
-		g.Throttled(at, at, 0)
+		at := now.Add(time.Hour + time.Duration(i)*window)
+		g.Throttled(at, 0, 0)
 	}
 	if got := g.Rate(); got != 30*MinAdaptiveRate {
 		t.Fatalf("floor: rate %v, want %v", got, 30*MinAdaptiveRate)
 	}
 }
 
+// TestGateCutToAcceptedRate: on a throttling episode the rate is set to
+// the number of this job's requests in the second before the throttled one
+// that were not throttled: the budget the server granted it.
+func TestGateCutToAcceptedRate(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := NewGate(30, true, 0.5)
+	var sends []Send
+	at := now
+	for i := 0; i < 40; i++ {
+		tk := g.Reserve(at)
+		at = tk.At
+		d, s := g.Commit(at, &tk)
+		if d != 0 {
+			t.Fatalf("send %d: Commit asks to wait %v", i, d)
+		}
+		g.Sent(s, at)
+		sends = append(sends, s)
+	}
+	// The server took 12 in a second: sends 12.. were throttled. The answer
+	// to send 20 comes first: the answers to 12..19 are not in, so they
+	// count as accepted (0..19 are in the second before it).
+	g.Throttled(at, sends[20], 0)
+	if got := g.Rate(); got != 20 {
+		t.Fatalf("rate %v after the first throttled answer, want 20", got)
+	}
+	// The answers to the earlier throttled sends refine it: the second
+	// before send 12 held 12 accepted requests.
+	for _, s := range sends[12:20] {
+		g.Throttled(at.Add(time.Millisecond), s, 0)
+	}
+	if got := g.Rate(); got != 12 {
+		t.Fatalf("rate %v after the episode's earlier answers, want 12 (the accepted rate)", got)
+	}
+	// The other throttled answers of the episode do not cut again.
+	for _, s := range sends[21:] {
+		g.Throttled(at.Add(2*time.Millisecond), s, 0)
+	}
+	if got := g.Rate(); got != 12 {
+		t.Fatalf("rate %v after the rest of the episode, want 12", got)
+	}
+}
+
 func TestGateNotAdaptive(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
-	g.Throttled(now, now, 0)
+	g.Throttled(now, 0, 0)
 	if got := g.Rate(); got != 30 {
 		t.Fatalf("non-adaptive gate changed its rate to %v", got)
 	}
@@ -138,8 +197,8 @@ func TestGateNotAdaptive(t *testing.T) {
 func TestGateRetryAfterPauses(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
-	g.Throttled(now, now, 700*time.Millisecond)
-	if at := g.Reserve(now); at.Before(now.Add(700 * time.Millisecond)) {
+	g.Throttled(now, 0, 700*time.Millisecond)
+	if at := g.Reserve(now).At; at.Before(now.Add(700 * time.Millisecond)) {
 		t.Fatalf("released at %v, before the retry hint", at.Sub(now))
 	}
 }
@@ -170,7 +229,7 @@ func TestBreaker(t *testing.T) {
 				t.Fatalf("pause = %v, want trip %v", pause, tt.wantTrip)
 			}
 			if tt.wantTrip {
-				if at := g.Reserve(now); at.Before(now.Add(pause)) {
+				if at := g.Reserve(now).At; at.Before(now.Add(pause)) {
 					t.Fatalf("released %v after a trip, before the pause %v", at.Sub(now), pause)
 				}
 				// A second consecutive trip pauses twice as long.
@@ -213,48 +272,71 @@ func TestBackoff(t *testing.T) {
 func TestGateOneCutPerEpisode(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
-	g.Throttled(now, now.Add(-300*time.Millisecond), 0)
+	send := func(at time.Time) Send {
+		tk := g.Reserve(at)
+		d, s := g.Commit(tk.At, &tk)
+		for ; d > 0; d, s = g.Commit(tk.At, &tk) {
+			tk.At = tk.At.Add(d)
+		}
+		g.Sent(s, tk.At)
+		return s
+	}
+	early := send(now)
+	g.Throttled(now.Add(300*time.Millisecond), 0, 0) // cut at +300 ms
 	// Two seconds later, an answer to a request sent before that cut (a
 	// slow answer): the old rate's fault, already paid for.
-	g.Throttled(now.Add(2*time.Second), now.Add(-100*time.Millisecond), 0)
+	g.Throttled(now.Add(2*time.Second), early, 0)
 	if got := g.Rate(); got != 30*AIMDDecrease {
 		t.Fatalf("rate %v after a throttle of a request sent before the cut, want %v", got, 30*AIMDDecrease)
 	}
-	// A request sent after the cut and throttled: a new episode.
-	g.Throttled(now.Add(2*time.Second), now.Add(1500*time.Millisecond), 0)
-	if got, want := g.Rate(), 30*AIMDDecrease*AIMDDecrease; got != want {
-		t.Fatalf("rate %v, want %v", got, want)
+	// Sent within a window after the cut: its server-side window still held
+	// requests of the old rate.
+	mid := send(now.Add(800 * time.Millisecond))
+	g.Throttled(now.Add(2*time.Second), mid, 0)
+	if got := g.Rate(); got != 30*AIMDDecrease {
+		t.Fatalf("rate %v after a throttle of a request sent within a window of the cut, want %v", got, 30*AIMDDecrease)
+	}
+	// A request sent a window after the cut and throttled: a new episode.
+	late := send(now.Add(1500 * time.Millisecond))
+	g.Throttled(now.Add(2*time.Second), late, 0)
+	if got := g.Rate(); got >= 30*AIMDDecrease {
+		t.Fatalf("rate %v, want a cut below %v", got, 30*AIMDDecrease)
 	}
 }
 
-func TestGateSentMovesTheWindow(t *testing.T) {
+// TestGatePendingSendHoldsTheWindow: a committed send counts in every
+// window until Sent gives its time or Abort drops it.
+func TestGatePendingSendHoldsTheWindow(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(10, false, 0.5)
-	var first Send
+	var sends []Send
 	for i := 0; i < 10; i++ {
-		at := g.Reserve(now)
-		_, s := g.Commit(at)
-		if i == 0 {
-			first = s
-			// The first request stalled 50 ms between Commit and the wire.
-			g.Sent(s, at.Add(50*time.Millisecond))
-		}
+		tk := g.Reserve(now)
+		_, s := g.Commit(tk.At, &tk)
+		sends = append(sends, s) // none written yet
 	}
-	at := g.Reserve(now)
-	d, _ := g.Commit(at)
-	if got, want := at.Add(d), now.Add(50*time.Millisecond+time.Second+WindowMargin); !got.Equal(want) {
-		t.Fatalf("the 11th send may go at +%v, want +%v (1 s + margin after the first one really left)", got.Sub(now), want.Sub(now))
+	at := now.Add(5 * time.Second) // long after any of them could have left the window
+	tk := g.Reserve(at)
+	if d, _ := g.Commit(at, &tk); d != PendingPoll {
+		t.Fatalf("Commit with ten pending sends asks to wait %v, want %v", d, PendingPoll)
 	}
-	// A send that left the ring's memory is ignored.
-	for i := 0; i < 20; i++ {
-		at := g.Reserve(now.Add(time.Hour))
-		for d, _ := g.Commit(at); d > 0; d, _ = g.Commit(at) {
-			at = at.Add(d)
-		}
+	g.Abort(sends[1]) // its dial failed: it never reached the server
+	d, s := g.Commit(at, &tk)
+	if d != 0 {
+		t.Fatalf("after an Abort, Commit asks to wait %v", d)
 	}
-	g.Sent(first, now.Add(2*time.Hour)) // must not corrupt a newer slot
-	at = g.Reserve(now.Add(3 * time.Hour))
-	if d, _ := g.Commit(at); d != 0 {
-		t.Fatalf("a stale Sent moved a newer send: wait %v", d)
+	g.Sent(sends[0], at) // written at +5 s: it counts around then only
+	tk = g.Reserve(at)
+	if d, _ := g.Commit(at.Add(time.Millisecond), &tk); d != window-time.Millisecond {
+		t.Fatalf("Commit asks to wait %v, want %v (until the send written at +5 s leaves the window)", d, window-time.Millisecond)
 	}
+	// Only the first report of a send counts; unknown sends are ignored.
+	g.Sent(sends[0], at.Add(time.Hour))
+	g.Abort(sends[0])
+	g.Sent(Send(1<<40), at)
+	g.Abort(Send(1 << 40))
+	if d, _ := g.Commit(at.Add(time.Millisecond), &tk); d != window-time.Millisecond {
+		t.Fatalf("after stale reports, Commit asks to wait %v, want %v", d, window-time.Millisecond)
+	}
+	_ = s
 }

@@ -286,44 +286,62 @@ const errNoAnswerCode = "InternalError.Reconcile"
 var errStopped = errors.New("stopped")
 
 // call performs one step of a row (one operation, f) through the gate,
-// retrying throttled and transient answers with backoff while
-// res.Attempts < MaxAttempts; a step always gets at least one attempt of its
-// own, so a fallback (Add after Update's ConfigNotFound, Describe after an
-// unproven ConfigAlreadyExists) is sent even when the steps before it used
-// every attempt. It returns the last answer, its class and error (non-nil
-// whenever the class is not ClassOK); errStopped when the pass stopped first
-// (a credentials answer stops the pass too).
+// retrying throttled and transient answers with backoff. A step always gets
+// at least one attempt of its own, so a fallback (Add after Update's
+// ConfigNotFound, Describe after an unproven ConfigAlreadyExists) is sent
+// even when the steps before it used every attempt; otherwise it retries
+// while the row's attempts that count stay under MaxAttempts. It returns
+// the last answer, its class and error (non-nil whenever the class is not
+// ClassOK); errStopped when the pass stopped first (a credentials answer
+// stops the pass too).
+//
+// Throttled answers do not count against MaxAttempts: a throttled attempt
+// is the job's fault (its rate is above the budget while it slows down),
+// not the row's. They are bounded separately: after MaxThrottledAttempts
+// throttled answers in one step the row gives up with the throttling
+// error. res.Attempts counts every request sent, throttled ones included
+// (res.Throttled of them were throttled). A call that could not get
+// credentials sent nothing: it is not an attempt (see
+// credentialsUnavailable).
 func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answer, error)) (live.Answer, live.Class, error) {
 	var ans live.Answer
 	var err error
 	class := live.ClassTransient
-	limit := max(r.o.MaxAttempts, res.Attempts+1)
-	for res.Attempts < limit {
+	limit := max(r.o.MaxAttempts, res.Attempts-res.Throttled+1) // attempts that count, this step's included
+	throttled := 0                                              // throttled answers in this step
+	for res.Attempts-res.Throttled < limit && throttled < MaxThrottledAttempts {
 		if res.Attempts > 0 {
 			r.nRetries.Add(1)
 		}
-		if r.wait(r.gate.Reserve(r.o.Now())) != nil {
+		ticket := r.gate.Reserve(r.o.Now())
+		if r.wait(ticket.At) != nil {
 			return ans, live.ClassCanceled, errStopped
 		}
-		// The window guard records the send time from inside the client,
-		// right before the request goes to the network (live.WithSendHook).
-		// When the window is full the request is not sent: wait and build
-		// it again.
-		var sent time.Time
+		// The window guard counts the request from inside the client, right
+		// before it is handed to the HTTP client (live.WithSendHook), until
+		// it is written to a connection (or never was). When the window is
+		// full, or the ticket was booked before a pause or a cut, the
+		// request is not sent: wait and build it again.
 		var deferBy time.Duration
 		var send Send
 		ctx := live.WithSendHook(r.requests, live.SendHook{
 			Before: func() error {
-				now := r.o.Now()
-				d, s := r.gate.Commit(now)
+				d, s := r.gate.Commit(r.o.Now(), &ticket)
 				if d > 0 {
 					deferBy = d
 					return errDeferred
 				}
-				sent, send = now, s
+				send = s
 				return nil
 			},
 			Wrote: func() { r.gate.Sent(send, r.o.Now()) },
+			NotWritten: func(mayHaveArrived bool) {
+				if mayHaveArrived {
+					r.gate.Sent(send, r.o.Now())
+				} else {
+					r.gate.Abort(send)
+				}
+			},
 		})
 		for {
 			ans, err = f(ctx)
@@ -336,18 +354,20 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			deferBy = 0
 		}
 		if live.Classify(err) == live.ClassCredentialsUnavailable {
-			// No request was sent: not an attempt, not an answer.
+			// Getting credentials failed before signing: nothing was sent,
+			// not an attempt, not an answer.
+			r.gate.Abort(send)
 			if r.credentialsUnavailable(res, err) != nil {
 				return ans, live.ClassCanceled, errStopped
 			}
 			continue
 		}
-		if sent.IsZero() {
-			sent = r.o.Now() // the client failed before sending
-		}
+		now := r.o.Now()
+		// A client that ran Before but neither Wrote nor NotWritten: count
+		// the request as sent now (the first report of a send wins).
+		r.gate.Sent(send, now)
 		res.Attempts++
 		r.nRequests.Add(1)
-		now := r.o.Now()
 		class = live.Classify(err)
 		if pause := r.gate.Answered(now, class == live.ClassTransient); pause > 0 {
 			r.log.Warn("circuit breaker: too many failed answers, pausing dispatch", "pause", pause)
@@ -363,22 +383,24 @@ func (r *runner) call(res *model.Result, f func(ctx context.Context) (live.Answe
 			return ans, class, errStopped
 		case live.ClassThrottled:
 			r.nThrottled.Add(1)
+			throttled++
+			res.Throttled++
 			var ae *live.APIError
 			var hint time.Duration
 			if errors.As(err, &ae) {
 				hint = ae.RetryAfter
 			}
-			r.gate.Throttled(now, sent, hint)
-			delay = max(hint, r.backoff.Delay(res.Attempts))
+			r.gate.Throttled(now, send, hint)
+			delay = max(hint, r.backoff.Delay(throttled))
 		case live.ClassTransient:
 			if r.requests.Err() != nil {
 				return ans, live.ClassCanceled, errStopped
 			}
-			delay = r.backoff.Delay(res.Attempts)
+			delay = r.backoff.Delay(res.Attempts - res.Throttled)
 		default:
 			return ans, class, err
 		}
-		if res.Attempts < limit && r.wait(now.Add(delay)) != nil {
+		if res.Attempts-res.Throttled < limit && throttled < MaxThrottledAttempts && r.wait(now.Add(delay)) != nil {
 			return ans, live.ClassCanceled, errStopped
 		}
 	}

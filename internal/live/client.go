@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
@@ -393,16 +394,28 @@ func (c *Client) mapError(ctx context.Context, op string, err error, st *callSta
 
 type sendHookKey struct{}
 
-// SendHook is called around the network send of one call's HTTP request.
+// SendHook is called around the network send of one call's HTTP request, so
+// that a rate limiter can count the request from the moment it may reach the
+// server. For every Before that returns nil, exactly one of Wrote and
+// NotWritten runs afterwards.
 type SendHook struct {
-	// Before runs right before the request is handed to the network — after
-	// signing and building it — on the calling goroutine. When it returns an
-	// error the request is not sent and the call fails with a
-	// *TransportError.
+	// Before runs right before the request is handed to the HTTP client —
+	// after signing and building it, before any connection is set up — on
+	// the calling goroutine. When it returns an error the request is not
+	// sent and the call fails with a *TransportError.
 	Before func() error
-	// Wrote runs once the request has been written to the connection (it
-	// may run on another goroutine; not at all when writing failed).
+	// Wrote runs once the request has been written to a connection (it may
+	// run on another goroutine): the server has it, or is about to.
 	Wrote func()
+	// NotWritten runs, on the calling goroutine once the HTTP exchange has
+	// ended, when Wrote did not run. mayHaveArrived is false when no
+	// connection was ever obtained for the request (the dial, TLS handshake
+	// or wait for a pooled connection failed or was cancelled), so nothing
+	// can have reached the server; it is true when a connection was
+	// obtained or an answer came back (a write failed part way, or the
+	// exchange was cut short while writing): the request may have arrived
+	// at any time up to now.
+	NotWritten func(mayHaveArrived bool)
 }
 
 // WithSendHook returns a context for one call whose HTTP request runs hook,
@@ -410,6 +423,14 @@ type SendHook struct {
 // the process can know it.
 func WithSendHook(ctx context.Context, hook SendHook) context.Context {
 	return context.WithValue(ctx, sendHookKey{}, hook)
+}
+
+// SendHookFrom returns the hook WithSendHook put in ctx, so that an API
+// implementation other than Client (a fake, a wrapper) can honour the same
+// contract.
+func SendHookFrom(ctx context.Context) (SendHook, bool) {
+	h, ok := ctx.Value(sendHookKey{}).(SendHook)
+	return h, ok
 }
 
 // ---- the shared HTTP client ----
@@ -427,28 +448,52 @@ var _ dara.HttpClient = (*httpDoer)(nil)
 
 // Call implements dara.HttpClient.
 func (h *httpDoer) Call(req *http.Request, _ *http.Transport) (*http.Response, error) {
-	if hook, ok := req.Context().Value(sendHookKey{}).(SendHook); ok {
-		if hook.Before != nil {
-			if err := hook.Before(); err != nil {
-				return nil, err
-			}
+	hook, hooked := SendHookFrom(req.Context())
+	if !hooked {
+		resp, err := h.c.Do(req)
+		if err != nil {
+			return nil, err
 		}
-		if hook.Wrote != nil {
-			req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-				WroteRequest: func(httptrace.WroteRequestInfo) { hook.Wrote() },
-			}))
+		return h.wrap(req, resp), nil
+	}
+	if hook.Before != nil {
+		if err := hook.Before(); err != nil {
+			return nil, err
 		}
 	}
+	// reported makes Wrote and NotWritten mutually exclusive: WroteRequest
+	// may fire on the transport's goroutine after Do has returned (an answer
+	// can come before the write is reported).
+	var reported, gotConn atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			// A failed write is not reported here: the transport may retry
+			// it on a new connection, and when it does not, NotWritten
+			// counts the request as possibly arrived.
+			if info.Err == nil && reported.CompareAndSwap(false, true) && hook.Wrote != nil {
+				hook.Wrote()
+			}
+		},
+	}))
 	resp, err := h.c.Do(req)
+	if reported.CompareAndSwap(false, true) && hook.NotWritten != nil {
+		hook.NotWritten(gotConn.Load() || resp != nil)
+	}
 	if err != nil {
 		return nil, err
 	}
+	return h.wrap(req, resp), nil
+}
+
+// wrap bounds resp's body and records the answer in the call's state.
+func (h *httpDoer) wrap(req *http.Request, resp *http.Response) *http.Response {
 	lb := &limitedBody{rc: resp.Body, left: h.max}
 	resp.Body = lb
 	if st, ok := req.Context().Value(callStateKey{}).(*callState); ok {
 		st.record(resp, lb)
 	}
-	return resp, nil
+	return resp
 }
 
 var errBodyTooLarge = errors.New("answer body too large")

@@ -141,6 +141,14 @@ type Options struct {
 	// unlimited. Only requests with a valid signature, a known Action and no
 	// forced error are counted.
 	Limit int
+	// ThrottleCountsRejected makes the throttling window count every
+	// request of the Action that reached the check, rejected ones included:
+	// a request arriving at t is accepted only if fewer than Limit requests
+	// (accepted or throttled) arrived in (t-1s, t], so a client that keeps
+	// exceeding the limit stays throttled until it slows down below it.
+	// Which of the two semantics Live uses is not documented. Accepted
+	// requests still never exceed Limit in any 1-second window.
+	ThrottleCountsRejected bool
 	// RetryAfterHeader makes throttling answers carry `x-acs-retry-after:
 	// <ms>` (time until the window frees a slot, rounded up, at least 1) and
 	// the same value as `x-ratelimit-user-api: Limit:<n>,Remain:0,
@@ -572,7 +580,7 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 			w = &window{}
 			s.windows[action] = w
 		}
-		if wait, ok := w.admit(t.UnixNano(), s.opts.Limit); !ok {
+		if wait, ok := w.admit(t.UnixNano(), s.opts.Limit, s.opts.ThrottleCountsRejected); !ok {
 			ms := (wait + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 			d.retryAfter = max(ms, 1)
 			d.err, d.fault = &apiErr{400, "Throttling.User", "Request was denied due to user flow control."}, FaultThrottled
@@ -634,16 +642,19 @@ func (s *Server) nonceUsedLocked(nonce string, t time.Time) bool {
 	return false
 }
 
-// window holds the arrival times (ns) of the accepted requests of one
-// Action in the last second, oldest first.
+// window holds the arrival times (ns) of the requests of one Action in the
+// last second that count against the limit (the accepted ones, and with
+// ThrottleCountsRejected the rejected ones too), oldest first.
 type window struct {
 	t    []int64
 	head int
 }
 
-// admit accepts a request at now if fewer than limit were accepted in
-// (now-1s, now]; otherwise it reports how long until the oldest leaves.
-func (w *window) admit(now int64, limit int) (wait int64, ok bool) {
+// admit accepts a request at now if fewer than limit counted requests
+// arrived in (now-1s, now]; otherwise it reports how long until the one
+// that must leave for it to fit leaves (a rejected request is then counted
+// too when countRejected).
+func (w *window) admit(now int64, limit int, countRejected bool) (wait int64, ok bool) {
 	cut := now - int64(time.Second)
 	for w.head < len(w.t) && w.t[w.head] <= cut {
 		w.head++
@@ -657,6 +668,9 @@ func (w *window) admit(now int64, limit int) (wait int64, ok bool) {
 		// The request that must leave for this one to fit is the one
 		// limit places before the end.
 		oldest := w.t[len(w.t)-limit]
+		if countRejected {
+			w.t = append(w.t, now)
+		}
 		return oldest + int64(time.Second) - now, false
 	}
 	w.t = append(w.t, now)

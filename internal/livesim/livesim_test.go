@@ -429,6 +429,55 @@ func TestThrottling(t *testing.T) {
 	}
 }
 
+// TestThrottlingCountsRejected: with ThrottleCountsRejected a throttled
+// request counts in the window too, so a client that keeps sending over
+// the limit stays throttled until it slows down.
+func TestThrottlingCountsRejected(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	e := newEnv(t, Options{Limit: 2, RetryAfterHeader: true, ThrottleCountsRejected: true, Now: clock.Now})
+	c := e.client(t, clientOpt{})
+	ctx := context.Background()
+	n := 0
+	type step struct {
+		advance    time.Duration
+		wantKind   string
+		retryAfter int64
+	}
+	for i, st := range []step{
+		{0, "ok", 0},
+		{300 * time.Millisecond, "ok", 0},
+		{300 * time.Millisecond, "throttling", 400}, // t0+600: t0, t0+300 in the window
+		{500 * time.Millisecond, "throttling", 200}, // t0+1100: t0+300 and the rejected t0+600 count
+		{300 * time.Millisecond, "throttling", 200}, // t0+1400: the rejected t0+600 and t0+1100 count
+		{1100 * time.Millisecond, "ok", 0},          // t0+2500: every counted request left the window
+	} {
+		clock.Advance(st.advance)
+		n++
+		_, err := call(ctx, c, ActionAdd, addQ(fmt.Sprintf("r%d.example.com", n)))
+		got := classify(err)
+		if got.kind != st.wantKind || st.wantKind == "throttling" && got.retryAfter != st.retryAfter {
+			t.Fatalf("step %d: got %+v, want %s retryAfter %d", i, got, st.wantKind, st.retryAfter)
+		}
+	}
+	// Without it, the rejected requests leave the window free: the same
+	// arrivals at t0+1100 and t0+1400 are accepted.
+	clock2 := &fakeClock{t: time.Now()}
+	e2 := newEnv(t, Options{Limit: 2, Now: clock2.Now})
+	c2 := e2.client(t, clientOpt{})
+	for i, st := range []struct {
+		advance  time.Duration
+		wantKind string
+	}{{0, "ok"}, {300 * time.Millisecond, "ok"}, {300 * time.Millisecond, "throttling"},
+		{500 * time.Millisecond, "ok"}, {300 * time.Millisecond, "ok"}} {
+		clock2.Advance(st.advance)
+		n++
+		_, err := call(ctx, c2, ActionAdd, addQ(fmt.Sprintf("r%d.example.com", n)))
+		if got := classify(err); got.kind != st.wantKind {
+			t.Fatalf("accepted-only step %d: got %+v, want %s", i, got, st.wantKind)
+		}
+	}
+}
+
 func TestFaults(t *testing.T) {
 	tests := []struct {
 		name        string

@@ -151,8 +151,11 @@ type Result struct {
 	HTTPStatus   int    // 0 when no HTTP answer was received
 	RequestID    string // the API's RequestId, when an answer carried one
 	Attempts     int    // requests sent for this row in this run
-	Fingerprint  string
-	FinishedAt   time.Time
+	// Throttled is how many of Attempts were answered with throttling (they
+	// do not count against --max-attempts). Not stored.
+	Throttled   int
+	Fingerprint string
+	FinishedAt  time.Time
 	// PossiblyApplied: the last write sent for the row got an answer that
 	// proves nothing (timeout, 5xx or reset after the request was written),
 	// so its values may be in the cloud. Only with a not-done outcome.
