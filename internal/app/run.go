@@ -263,7 +263,12 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	case runErr != nil:
 		endStatus, note = db.RunFailed, runErr.Error()
 	}
-	if err := db.FinishRun(fin, pool, runID, endStatus, env.Redactor.Scrub(note)); err != nil {
+	notDone := invalidUnchanged + sum.NotDone()
+	exitCode := ExitCode(runErr) // what this function's error will map to
+	if runErr == nil && notDone > 0 {
+		exitCode = ExitCode(ErrNotDone)
+	}
+	if err := db.FinishRun(fin, pool, runID, endStatus, env.Redactor.Scrub(note), exitCode); err != nil {
 		log.Error("cannot record the end of the run", "error", err)
 		if runErr == nil {
 			runErr = err
@@ -281,7 +286,6 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
 		"error", errString(runErr))
 	log.Info("summary", counts...)
-	notDone := invalidUnchanged + sum.NotDone()
 	if mode == apply.ModeApply {
 		pushMetrics(ctx, c, log, runID, endStatus, sum, invalidUnchanged, runErr == nil && notDone == 0)
 	}
@@ -343,7 +347,12 @@ func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *
 	if c.Prune {
 		note += fmt.Sprintf("; %d to prune (--prune-max %d)", prune, c.PruneMax)
 	}
-	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note); ferr != nil && err == nil {
+	pending := sum.Add+sum.Update+sum.Invalid+invalidUnchanged+prune > 0
+	exitCode := ExitCode(err)
+	if err == nil && pending {
+		exitCode = ExitCode(ErrNotDone)
+	}
+	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note, exitCode); ferr != nil && err == nil {
 		err = ferr
 	}
 	log.Info("dry run summary", "add", sum.Add, "update", sum.Update, "invalid", sum.Invalid,
@@ -351,7 +360,7 @@ func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *
 	if err != nil {
 		return err
 	}
-	if sum.Add+sum.Update+sum.Invalid+invalidUnchanged+prune > 0 {
+	if pending {
 		return fmt.Errorf("%w: dry run: %s", ErrNotDone, note)
 	}
 	return nil
