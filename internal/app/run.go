@@ -229,6 +229,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	}
 
 	log.Info(command+" started", "rows", total, "invalid_unchanged", invalidUnchanged)
+	stopWatch := watchSignal(ctx, log, c.Grace)
 	sum, runErr := apply.Run(ctx, apply.Options{
 		RunID: runID, Mode: mode, VerifyExisting: c.VerifyExisting, FixDrift: !c.NoFixDrift,
 		Prune: c.Prune, PruneMax: c.PruneMax, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
@@ -238,6 +239,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
 		Secrets: env.Redactor,
 	}, st, client)
+	stopWatch()
 	if env.Progress != nil {
 		env.Progress(apply.Progress{Done: sum.Done() + sum.NotDone(),
 			Total: total, Requests: sum.Requests, Rate: float64(sum.Requests) / max(sum.Elapsed.Seconds(), 1e-9)})
