@@ -315,7 +315,7 @@ func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, runID int6
 	m := metrics.RunMetrics{RunID: runID, Status: status, Outcomes: outcomes, InvalidUnchanged: invalidUnchanged,
 		Requests: sum.Requests, Throttled: sum.Throttled, Retries: sum.Retries, BreakerTrips: sum.BreakerTrips,
 		Duration: sum.Elapsed, Rate: c.Rate, Success: success, Finished: time.Now()}
-	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m); err != nil {
+	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m, metricsGrouping(c)...); err != nil {
 		log.Warn("cannot push metrics to the Pushgateway", "url", metrics.SafeURL(c.PushgatewayURL), "error", err)
 		return
 	}
@@ -391,7 +391,25 @@ func configAttrs(c config.Run) slog.Value {
 		slog.Bool("verify_existing", c.VerifyExisting), slog.Bool("no_fix_drift", c.NoFixDrift),
 		slog.Bool("prune", c.Prune), slog.Int64("prune_max", c.PruneMax),
 		slog.String("pushgateway_url", metrics.SafeURL(c.PushgatewayURL)),
+		slog.String("metrics_grouping", c.MetricsGrouping),
 	)
+}
+
+// metricsGrouping returns the Pushgateway grouping options of c:
+// --metrics-grouping's labels, else instance=<database name> (the database
+// Connect opens for c.DatabaseURL, libpq defaults included). c is validated.
+func metricsGrouping(c config.Run) []metrics.Option {
+	labels, _ := metrics.ParseGrouping(c.MetricsGrouping)
+	if labels == nil {
+		if cc, err := pgx.ParseConfig(c.DatabaseURL); err == nil && cc.Database != "" {
+			labels = map[string]string{metrics.DefaultGroupingLabel: cc.Database}
+		}
+	}
+	opts := make([]metrics.Option, 0, len(labels))
+	for name, value := range labels {
+		opts = append(opts, metrics.Grouping(name, value))
+	}
+	return opts
 }
 
 // safeDatabaseURL returns the connection target without its password.
