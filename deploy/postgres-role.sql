@@ -62,12 +62,14 @@ GRANT USAGE ON SCHEMA public TO reconcile_job, reconcile_importer;
 -- Both check the schema version before anything else.
 GRANT SELECT ON public.reconcile_schema_version TO reconcile_job, reconcile_importer;
 
--- The functions behind the generated fingerprint column and the status view
+-- The functions behind the generated fingerprint column, the status view and
+-- the updated_at trigger
 -- (EXECUTE is PUBLIC's by default; explicit, in case that was revoked).
 GRANT EXECUTE ON FUNCTION
     public.reconcile_fingerprint(text, text, boolean, text, text),
     public.reconcile_is_pending(text, text, text, text),
-    public.reconcile_is_invalid_unchanged(text, text, text, text)
+    public.reconcile_is_invalid_unchanged(text, text, text, text),
+    public.reconcile_touch_updated_at()
     TO reconcile_job, reconcile_importer;
 
 -- reconcile_job ----------------------------------------------------------------

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reconcile/reconcile/internal/app"
 	"github.com/reconcile/reconcile/internal/db"
 	"github.com/reconcile/reconcile/internal/livesim"
 	"github.com/reconcile/reconcile/internal/testdb"
@@ -268,6 +269,10 @@ func TestSIGTERMMidRun(t *testing.T) {
 	summary := p.waitLog("the summary", func(l logLine) bool { return l.msg() == "summary" })
 	if summary["status"] != db.RunInterrupted {
 		t.Errorf("summary line %v, want status interrupted", summary)
+	}
+	sig := p.waitLog("the signal line", func(l logLine) bool { return l.msg() == app.MsgSignal })
+	if sig["signal"] != "terminated signal received" || sig["grace"] != "5s" || sig["grace_deadline"] == nil {
+		t.Errorf("signal line %v, want SIGTERM with grace 5s and its deadline", sig)
 	}
 
 	// Every request the simulator applied has its outcome: finished

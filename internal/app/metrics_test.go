@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,7 @@ func TestPushMetrics(t *testing.T) {
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		pushed[r.Method+" "+r.URL.Path] = string(body)
+		pushed[r.Method+" "+groupOf(r.URL.Path)] = string(body)
 		mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
@@ -32,9 +33,10 @@ func TestPushMetrics(t *testing.T) {
 	if err := h.run(c, testSecret); ExitCode(err) != 1 {
 		t.Fatalf("run = %v, want exit 1", err)
 	}
+	group := "instance=" + h.db.Name + ",job=reconcile" // the default grouping: the database name
 	mu.Lock()
-	run, okRun := pushed["PUT /metrics/job/reconcile"]
-	_, okSuccess := pushed["PUT /metrics/job/reconcile/result/success"]
+	run, okRun := pushed["PUT "+group]
+	_, okSuccess := pushed["PUT "+group+",result=success"]
 	mu.Unlock()
 	if !okRun || okSuccess {
 		t.Fatalf("pushes %v: want the run group and no success group (a row is invalid)", keys(pushed))
@@ -55,11 +57,67 @@ func TestPushMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	success := pushed["PUT /metrics/job/reconcile/result/success"]
+	success := pushed["PUT "+group+",result=success"]
 	mu.Unlock()
 	if !strings.Contains(success, "reconcile_last_success_timestamp_seconds") {
 		t.Fatalf("no success timestamp pushed: %v", keys(pushed))
 	}
+}
+
+// TestTwoDeploymentsPushToTwoGroups: two jobs on two databases sharing a
+// Pushgateway keep separate groups (so separate last-success times) by
+// default, and --metrics-grouping sets the labels instead.
+func TestTwoDeploymentsPushToTwoGroups(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gw.Close()
+	a, b := newHarness(t, livesim.Options{}), newHarness(t, livesim.Options{})
+	for _, h := range []*harness{a, b} {
+		h.insert(row{"g.example.com", goodURL, false, nil, nil})
+		c := h.config()
+		c.PushgatewayURL = gw.URL
+		if err := h.run(c, testSecret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := b.config()
+	c.PushgatewayURL, c.MetricsGrouping = gw.URL, "env=prod,account=b"
+	if err := b.run(c, testSecret); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var groups []string
+	for _, p := range paths {
+		groups = append(groups, groupOf(strings.TrimPrefix(p, "PUT ")))
+	}
+	want := []string{
+		"instance=" + a.db.Name + ",job=reconcile", "instance=" + a.db.Name + ",job=reconcile,result=success",
+		"instance=" + b.db.Name + ",job=reconcile", "instance=" + b.db.Name + ",job=reconcile,result=success",
+		"account=b,env=prod,job=reconcile", "account=b,env=prod,job=reconcile,result=success",
+	}
+	if !slices.Equal(groups, want) {
+		t.Errorf("pushed groups:\n%s\nwant:\n%s", strings.Join(groups, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// groupOf returns a Pushgateway path's group as its sorted label set
+// ("instance=db,job=reconcile"): the order of labels in the path is the
+// push client's choice.
+func groupOf(path string) string {
+	parts := strings.Split(strings.TrimPrefix(path, "/metrics/"), "/")
+	var labels []string
+	for i := 0; i+1 < len(parts); i += 2 {
+		labels = append(labels, parts[i]+"="+parts[i+1])
+	}
+	slices.Sort(labels)
+	return strings.Join(labels, ",")
 }
 
 func keys(m map[string]string) []string {

@@ -229,6 +229,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	}
 
 	log.Info(command+" started", "rows", total, "invalid_unchanged", invalidUnchanged)
+	stopWatch := watchSignal(ctx, log, c.Grace)
 	sum, runErr := apply.Run(ctx, apply.Options{
 		RunID: runID, Mode: mode, VerifyExisting: c.VerifyExisting, FixDrift: !c.NoFixDrift,
 		Prune: c.Prune, PruneMax: c.PruneMax, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
@@ -238,6 +239,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
 		Secrets: env.Redactor,
 	}, st, client)
+	stopWatch()
 	if env.Progress != nil {
 		env.Progress(apply.Progress{Done: sum.Done() + sum.NotDone(),
 			Total: total, Requests: sum.Requests, Rate: float64(sum.Requests) / max(sum.Elapsed.Seconds(), 1e-9)})
@@ -263,7 +265,12 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	case runErr != nil:
 		endStatus, note = db.RunFailed, runErr.Error()
 	}
-	if err := db.FinishRun(fin, pool, runID, endStatus, env.Redactor.Scrub(note)); err != nil {
+	notDone := invalidUnchanged + sum.NotDone()
+	exitCode := ExitCode(runErr) // what this function's error will map to
+	if runErr == nil && notDone > 0 {
+		exitCode = ExitCode(ErrNotDone)
+	}
+	if err := db.FinishRun(fin, pool, runID, endStatus, env.Redactor.Scrub(note), exitCode); err != nil {
 		log.Error("cannot record the end of the run", "error", err)
 		if runErr == nil {
 			runErr = err
@@ -281,7 +288,6 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
 		"error", errString(runErr))
 	log.Info("summary", counts...)
-	notDone := invalidUnchanged + sum.NotDone()
 	if mode == apply.ModeApply {
 		pushMetrics(ctx, c, log, runID, endStatus, sum, invalidUnchanged, runErr == nil && notDone == 0)
 	}
@@ -309,7 +315,7 @@ func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, runID int6
 	m := metrics.RunMetrics{RunID: runID, Status: status, Outcomes: outcomes, InvalidUnchanged: invalidUnchanged,
 		Requests: sum.Requests, Throttled: sum.Throttled, Retries: sum.Retries, BreakerTrips: sum.BreakerTrips,
 		Duration: sum.Elapsed, Rate: c.Rate, Success: success, Finished: time.Now()}
-	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m); err != nil {
+	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m, metricsGrouping(c)...); err != nil {
 		log.Warn("cannot push metrics to the Pushgateway", "url", metrics.SafeURL(c.PushgatewayURL), "error", err)
 		return
 	}
@@ -343,7 +349,12 @@ func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *
 	if c.Prune {
 		note += fmt.Sprintf("; %d to prune (--prune-max %d)", prune, c.PruneMax)
 	}
-	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note); ferr != nil && err == nil {
+	pending := sum.Add+sum.Update+sum.Invalid+invalidUnchanged+prune > 0
+	exitCode := ExitCode(err)
+	if err == nil && pending {
+		exitCode = ExitCode(ErrNotDone)
+	}
+	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note, exitCode); ferr != nil && err == nil {
 		err = ferr
 	}
 	log.Info("dry run summary", "add", sum.Add, "update", sum.Update, "invalid", sum.Invalid,
@@ -351,7 +362,7 @@ func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *
 	if err != nil {
 		return err
 	}
-	if sum.Add+sum.Update+sum.Invalid+invalidUnchanged+prune > 0 {
+	if pending {
 		return fmt.Errorf("%w: dry run: %s", ErrNotDone, note)
 	}
 	return nil
@@ -380,7 +391,25 @@ func configAttrs(c config.Run) slog.Value {
 		slog.Bool("verify_existing", c.VerifyExisting), slog.Bool("no_fix_drift", c.NoFixDrift),
 		slog.Bool("prune", c.Prune), slog.Int64("prune_max", c.PruneMax),
 		slog.String("pushgateway_url", metrics.SafeURL(c.PushgatewayURL)),
+		slog.String("metrics_grouping", c.MetricsGrouping),
 	)
+}
+
+// metricsGrouping returns the Pushgateway grouping options of c:
+// --metrics-grouping's labels, else instance=<database name> (the database
+// Connect opens for c.DatabaseURL, libpq defaults included). c is validated.
+func metricsGrouping(c config.Run) []metrics.Option {
+	labels, _ := metrics.ParseGrouping(c.MetricsGrouping)
+	if labels == nil {
+		if cc, err := pgx.ParseConfig(c.DatabaseURL); err == nil && cc.Database != "" {
+			labels = map[string]string{metrics.DefaultGroupingLabel: cc.Database}
+		}
+	}
+	opts := make([]metrics.Option, 0, len(labels))
+	for name, value := range labels {
+		opts = append(opts, metrics.Grouping(name, value))
+	}
+	return opts
 }
 
 // safeDatabaseURL returns the connection target without its password.

@@ -220,7 +220,7 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 			if validateRows {
 				if err := validate.Row(row); err != nil {
 					r.nFinished.Add(1)
-					r.results <- invalidResult(row, err, r.o.Now())
+					r.results <- invalidResult(r.newResult(row), err, r.o.Now())
 					continue
 				}
 			}
@@ -261,9 +261,8 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 	}
 }
 
-func invalidResult(row model.Row, err error, now time.Time) model.Result {
-	res := model.Result{Domain: row.Domain, Outcome: model.OutcomeInvalid, Fingerprint: row.Fingerprint,
-		ErrorMessage: err.Error(), ErrorCode: "Invalid", FinishedAt: now}
+func invalidResult(res model.Result, err error, now time.Time) model.Result {
+	res.Outcome, res.ErrorMessage, res.ErrorCode, res.FinishedAt = model.OutcomeInvalid, err.Error(), "Invalid", now
 	var fe *validate.FieldError
 	if errors.As(err, &fe) {
 		res.ErrorCode = fe.Code()
@@ -426,7 +425,7 @@ func (r *runner) request(row model.Row) live.Request {
 // followed by a Describe (see describeAndDecide).
 func (r *runner) apply(row model.Row) {
 	req := r.request(row)
-	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
+	res := r.newResult(row)
 	// A write whose answer proves nothing (5xx, reset, timeout) may have
 	// been applied: the row's failed outcome says so.
 	write := func(op func(context.Context, live.Request) (live.Answer, error)) func(context.Context) (live.Answer, error) {
@@ -588,7 +587,7 @@ func driftMessage(row model.Row, cfg live.Config) string {
 // verify describes one desired row and records in_sync, drifted or missing
 // (ModeVerify). Nothing is changed in the cloud.
 func (r *runner) verify(row model.Row) {
-	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
+	res := r.newResult(row)
 	cfg, state, err := r.describe(row, &res)
 	switch {
 	case errors.Is(err, errStopped):
@@ -607,7 +606,7 @@ func (r *runner) verify(row model.Row) {
 
 // prune deletes the config of a domain that is no longer desired.
 func (r *runner) prune(row model.Row) {
-	res := model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint}
+	res := r.newResult(row)
 	_, class, err := r.call(&res, func(ctx context.Context) (live.Answer, error) {
 		return r.api.Delete(ctx, row.Domain, r.o.Region)
 	})

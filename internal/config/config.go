@@ -59,6 +59,11 @@ const (
 	// DefaultPruneMax is the most configs --prune deletes in one run; more
 	// candidates than that and it deletes none.
 	DefaultPruneMax = 100
+	// DefaultMetricsGrouping describes the Pushgateway grouping used when
+	// --metrics-grouping is empty: the instance label set to the name of
+	// the database the run works on (one group per database, so two
+	// deployments never overwrite each other's metrics).
+	DefaultMetricsGrouping = metrics.DefaultGroupingLabel + "=<database name>"
 	// DefaultBreakerThreshold is the share of failed (5xx, reset) requests
 	// among the last BreakerWindow that pauses dispatching.
 	DefaultBreakerThreshold = 0.5
@@ -101,6 +106,9 @@ type Run struct {
 	BreakerThreshold   float64
 	// PushgatewayURL, when set, receives the run's metrics at its end.
 	PushgatewayURL string
+	// MetricsGrouping is --metrics-grouping: "name=value,..." grouping
+	// labels of the pushed metrics; "" means DefaultMetricsGrouping.
+	MetricsGrouping string
 	// LogFormat is "auto" (text on a terminal, JSON otherwise), "json" or "text".
 	LogFormat string
 	LogLevel  string
@@ -154,6 +162,7 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.DurationVar(&c.DBRetryDeadline, "db-retry-deadline", c.DBRetryDeadline, "how long outcome writes are retried while Postgres is unreachable")
 	fs.Float64Var(&c.BreakerThreshold, "breaker-threshold", c.BreakerThreshold, "share (0-1) of 5xx/reset answers among the last 100 requests that pauses dispatching")
 	fs.StringVar(&c.PushgatewayURL, "pushgateway-url", "", "Prometheus Pushgateway to push the run's metrics to at its end")
+	fs.StringVar(&c.MetricsGrouping, "metrics-grouping", "", "Pushgateway grouping labels name=value,... (default "+DefaultMetricsGrouping+"): one group per deployment")
 	LogFlags(fs, &c.LogFormat, &c.LogLevel)
 }
 
@@ -307,6 +316,9 @@ func (c *Run) Validate() error {
 		if err := metrics.ValidateURL(c.PushgatewayURL); err != nil {
 			add("--pushgateway-url: %v", err)
 		}
+	}
+	if _, err := metrics.ParseGrouping(c.MetricsGrouping); err != nil {
+		add("--metrics-grouping: %v", err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrUsage, strings.Join(errs, "; "))

@@ -113,6 +113,7 @@ func TestEveryVariable(t *testing.T) {
 		{"breaker-threshold", "1", "0.25", func(c Run) any { return c.BreakerThreshold }, 1.0, 0.25},
 		{"log-format", "text", "json", func(c Run) any { return c.LogFormat }, "text", "json"},
 		{"log-level", "debug", "error", func(c Run) any { return c.LogLevel }, "debug", "error"},
+		{"metrics-grouping", "instance=video-a", "account=b,env=prod", func(c Run) any { return c.MetricsGrouping }, "instance=video-a", "account=b,env=prod"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.flag, func(t *testing.T) {
@@ -473,6 +474,21 @@ func TestRateMustBeFinite(t *testing.T) {
 		}
 		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--rate") {
 			t.Errorf("--rate %s: error %v, want ErrUsage naming --rate", v, err)
+		}
+	}
+}
+
+// TestMetricsGroupingIsValidated: a bad --metrics-grouping (or its
+// variable) is a usage error naming the flag, before anything runs.
+func TestMetricsGroupingIsValidated(t *testing.T) {
+	for _, bad := range []string{"job=x", "result=success", "instance", "1x=y", "__name__=y", "a=", "a=1,a=2"} {
+		_, err, _ := parseRun([]string{"--metrics-grouping", bad}, nil)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--metrics-grouping") {
+			t.Errorf("--metrics-grouping %q: %v, want a usage error naming the flag", bad, err)
+		}
+		_, err, _ = parseRun(nil, map[string]string{"RECONCILE_METRICS_GROUPING": bad})
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("RECONCILE_METRICS_GROUPING=%q: %v, want a usage error", bad, err)
 		}
 	}
 }

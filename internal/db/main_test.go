@@ -68,7 +68,7 @@ func record(t testing.TB, pool *pgxpool.Pool, domain string, o model.Outcome) {
 	if _, err := db.WriteOutcomes(testutil.Context(t), pool, run, []model.Result{r}, db.RunCounters{Requests: 1}); err != nil {
 		t.Fatalf("WriteOutcomes: %v", err)
 	}
-	if err := db.FinishRun(testutil.Context(t), pool, run, db.RunSucceeded, ""); err != nil {
+	if err := db.FinishRun(testutil.Context(t), pool, run, db.RunSucceeded, "", 0); err != nil {
 		t.Fatalf("FinishRun: %v", err)
 	}
 }

@@ -20,9 +20,11 @@ const (
 )
 
 // sqlWriteOutcomes is one statement, hence one transaction:
-//  1. ins inserts the batch into reconcile_outcomes; a (run_id, domain_name)
-//     already there is skipped (a retried batch, or a domain twice in a
-//     batch: the first one wins);
+//  1. ins inserts the batch into reconcile_outcomes, with the values each
+//     outcome is about ($15..$17: notify_url, notify_req_auth, region_id;
+//     NULL when empty, notify_req_auth NULL without a notify_url); a
+//     (run_id, domain_name) already there is skipped (a retried batch, or a
+//     domain twice in a batch: the first one wins);
 //  2. st upserts reconcile_domain_state from the rows actually inserted:
 //     last_* always; done_fingerprint, remote_exists and unconfirmed as the
 //     outcome's kind says (model.OutcomeKind: Done, Remote, Confirms);
@@ -59,14 +61,16 @@ func writeOutcomesSQL() string {
 	}
 	return `WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],
-                         $9::text[], $10::timestamptz[], $11::bool[])
+                         $9::text[], $10::timestamptz[], $11::bool[], $15::text[], $16::bool[], $17::text[])
         AS t(domain_name, outcome, error_code, error_message, http_status, request_id, attempts, fingerprint,
-             finished_at, possibly_applied)
+             finished_at, possibly_applied, notify_url, notify_req_auth, region_id)
 ), ins AS (
     INSERT INTO reconcile_outcomes (run_id, domain_name, outcome, error_code, error_message, http_status,
-                                    request_id, attempts, fingerprint, finished_at, possibly_applied)
+                                    request_id, attempts, fingerprint, finished_at, possibly_applied,
+                                    notify_url, notify_req_auth, region_id)
     SELECT $1, domain_name, outcome, NULLIF(error_code, ''), NULLIF(error_message, ''), NULLIF(http_status, 0),
-           NULLIF(request_id, ''), attempts, fingerprint, coalesce(finished_at, now()), possibly_applied
+           NULLIF(request_id, ''), attempts, fingerprint, coalesce(finished_at, now()), possibly_applied,
+           NULLIF(notify_url, ''), CASE WHEN notify_url <> '' THEN notify_req_auth END, NULLIF(region_id, '')
     FROM input
     ON CONFLICT (run_id, domain_name) DO NOTHING
     RETURNING id, run_id, domain_name, outcome, fingerprint, error_code, error_message, finished_at
@@ -172,7 +176,8 @@ func MarkSending(ctx context.Context, q Querier, intents []model.Intent) error {
 
 // WriteOutcomes records a batch of results of run runID in one statement
 // (one transaction, or part of the caller's when q is a pgx.Tx):
-// it inserts them into reconcile_outcomes, updates reconcile_domain_state for
+// it inserts them into reconcile_outcomes (with each result's NotifyURL,
+// ReqAuth and Region: the values sent, never the key), updates reconcile_domain_state for
 // their domains (last outcome always; done_fingerprint when the outcome is
 // done, kept otherwise) and adds to the run's counters the per-outcome counts
 // of the rows it inserted plus c.Requests, c.Throttled and
@@ -217,6 +222,9 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		fps       = make([]string, n)
 		finishedA = make([]pgtype.Timestamptz, n)
 		possibly  = make([]bool, n)
+		urls      = make([]string, n)
+		reqAuths  = make([]bool, n)
+		regions   = make([]string, n)
 	)
 	for i, r := range rs {
 		switch {
@@ -241,6 +249,7 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 			finishedA[i] = pgtype.Timestamptz{Time: r.FinishedAt, Valid: true}
 		}
 		possibly[i] = r.PossiblyApplied
+		urls[i], reqAuths[i], regions[i] = r.NotifyURL, r.ReqAuth, r.Region
 	}
 	kinds := model.Outcomes()
 	counts := make([]int64, 1+len(kinds))
@@ -249,7 +258,7 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		dest[i] = &counts[i]
 	}
 	err := q.QueryRow(ctx, sqlWriteOutcomes, runID, domains, outcomes, codes, messages, statuses, reqIDs,
-		attempts, fps, finishedA, possibly, c.Requests, c.Throttled, c.InvalidUnchanged).Scan(dest...)
+		attempts, fps, finishedA, possibly, c.Requests, c.Throttled, c.InvalidUnchanged, urls, reqAuths, regions).Scan(dest...)
 	if err != nil {
 		if isForeignKeyViolation(err) || isNoRows(err) {
 			return nil, fmt.Errorf("db: write %d outcomes of run %d: %w", n, runID, ErrRunNotFound)

@@ -47,7 +47,7 @@ func reportRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Resul
 		t.Fatal(err)
 	}
 	if status != db.RunRunning {
-		if err := db.FinishRun(ctx, pool, id, status, "the note"); err != nil {
+		if err := db.FinishRun(ctx, pool, id, status, "the note", 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -101,11 +101,14 @@ type RunRow struct {
 	Version     string
 	Note        string // empty when NULL
 	Kind        string // RunKindRun or RunKindVerify
+	// ExitCode is the process's exit code recorded by FinishRun; -1 while
+	// the run has none (running, abandoned, or finished before schema 7).
+	ExitCode int
 }
 
 const runColumns = `id, started_at, finished_at, status, applied, already_exists, updated, invalid, failed,
 	drifted, in_sync, missing, deleted, invalid_unchanged, requests, throttled, rate, concurrency, host_name,
-	program_version, coalesce(note, ''), kind`
+	program_version, coalesce(note, ''), kind, coalesce(exit_code, -1)`
 
 const (
 	sqlAbandonRunning = `UPDATE reconcile_runs SET status = 'failed', finished_at = now(), note = $1
@@ -114,7 +117,7 @@ WHERE status = 'running'`
 	sqlBeginRun = `INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version, kind)
 VALUES ($1, $2, $3, $4, $5, coalesce(NULLIF($6, ''), 'run')) RETURNING id`
 
-	sqlFinishRun = `UPDATE reconcile_runs SET status = $2, note = NULLIF($3, ''), finished_at = now()
+	sqlFinishRun = `UPDATE reconcile_runs SET status = $2, note = NULLIF($3, ''), finished_at = now(), exit_code = $4
 WHERE id = $1 AND finished_at IS NULL`
 
 	sqlRunExists = `SELECT EXISTS (SELECT FROM reconcile_runs WHERE id = $1)`
@@ -156,19 +159,24 @@ func BeginRun(ctx context.Context, q Querier, s RunStart) (int64, error) {
 	return id, nil
 }
 
-// FinishRun sets the run's final status, note (NULL when empty) and
-// finished_at = now(). It changes only an unfinished run: for a run that
+// FinishRun sets the run's final status, note (NULL when empty), the exit
+// code the process ends with (reconcile_runs.exit_code: 0 only when every
+// desired row is done) and finished_at = now(), in one statement. It changes only an unfinished run: for a run that
 // already has finished_at it returns an error wrapping ErrRunFinished (for
 // example when, after losing the lock, another process marked it abandoned),
 // and ErrRunNotFound for an unknown id. status must be one of the Run*
-// constants other than RunRunning.
-func FinishRun(ctx context.Context, q Querier, id int64, status, note string) error {
+// constants other than RunRunning, and exitCode 0 to 255 (else
+// ErrInvalidArgument, nothing written).
+func FinishRun(ctx context.Context, q Querier, id int64, status, note string, exitCode int) error {
 	switch status {
 	case RunSucceeded, RunFailed, RunInterrupted, RunDryRun:
 	default:
 		return fmt.Errorf("db: finish run %d: status %q: %w", id, status, ErrInvalidArgument)
 	}
-	tag, err := q.Exec(ctx, sqlFinishRun, id, status, note)
+	if exitCode < 0 || exitCode > 255 {
+		return fmt.Errorf("db: finish run %d: exit code %d: %w", id, exitCode, ErrInvalidArgument)
+	}
+	tag, err := q.Exec(ctx, sqlFinishRun, id, status, note, exitCode)
 	if err != nil {
 		return fmt.Errorf("db: finish run %d: %w", id, err)
 	}
@@ -224,7 +232,7 @@ func scanRun(row pgx.Row) (RunRow, error) {
 	err := row.Scan(&r.ID, &r.StartedAt, &finished, &r.Status, &r.Counts.Applied, &r.Counts.AlreadyExists,
 		&r.Counts.Updated, &r.Counts.Invalid, &r.Counts.Failed, &r.Counts.Drifted, &r.Counts.InSync,
 		&r.Counts.Missing, &r.Counts.Deleted, &r.Counts.InvalidUnchanged, &r.Counts.Requests,
-		&r.Counts.Throttled, &r.Rate, &r.Concurrency, &r.HostName, &r.Version, &r.Note, &r.Kind)
+		&r.Counts.Throttled, &r.Rate, &r.Concurrency, &r.HostName, &r.Version, &r.Note, &r.Kind, &r.ExitCode)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunRow{}, ErrRunNotFound
 	}

@@ -36,7 +36,7 @@ func TestRuns(t *testing.T) {
 	if r.Status != db.RunFailed || r.Note != db.AbandonedNote || r.FinishedAt.IsZero() {
 		t.Fatalf("abandoned run: %+v", r)
 	}
-	if err := db.FinishRun(ctx, pool, crashed, db.RunSucceeded, ""); !errors.Is(err, db.ErrRunFinished) {
+	if err := db.FinishRun(ctx, pool, crashed, db.RunSucceeded, "", 0); !errors.Is(err, db.ErrRunFinished) {
 		t.Fatalf("FinishRun on an abandoned run = %v, want ErrRunFinished", err)
 	}
 	if n, err := db.AbandonRunning(ctx, pool); err != nil || n != 0 {
@@ -53,7 +53,7 @@ func TestRuns(t *testing.T) {
 	if err := db.AddRunCounts(ctx, pool, dry, db.RunCounters{InvalidUnchanged: 1, Throttled: 5, Applied: 7}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.FinishRun(ctx, pool, dry, db.RunDryRun, "dry"); err != nil {
+	if err := db.FinishRun(ctx, pool, dry, db.RunDryRun, "dry", 0); err != nil {
 		t.Fatal(err)
 	}
 	latest, err := db.LatestRun(ctx, pool)
@@ -70,10 +70,10 @@ func TestRuns(t *testing.T) {
 	if _, err := db.Run(ctx, pool, 999999); !errors.Is(err, db.ErrRunNotFound) {
 		t.Fatalf("Run(unknown) = %v", err)
 	}
-	if err := db.FinishRun(ctx, pool, 999999, db.RunFailed, ""); !errors.Is(err, db.ErrRunNotFound) {
+	if err := db.FinishRun(ctx, pool, 999999, db.RunFailed, "", 0); !errors.Is(err, db.ErrRunNotFound) {
 		t.Fatalf("FinishRun(unknown) = %v", err)
 	}
-	if err := db.FinishRun(ctx, pool, dry, "running", ""); !errors.Is(err, db.ErrInvalidArgument) {
+	if err := db.FinishRun(ctx, pool, dry, "running", "", 0); !errors.Is(err, db.ErrInvalidArgument) {
 		t.Fatalf("FinishRun(running) = %v", err)
 	}
 	if err := db.AddRunCounts(ctx, pool, 999999, db.RunCounters{Requests: 1}); !errors.Is(err, db.ErrRunNotFound) {

@@ -170,6 +170,16 @@ func (r *Redactor) ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
 	return a
 }
 
+// DurationString is a slog ReplaceAttr function that turns a
+// time.Duration value into its String() form; other attributes pass
+// unchanged.
+func DurationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 // Options configure New.
 type Options struct {
 	// Format is "auto" (text when w is a terminal, JSON otherwise), "json" or "text".
@@ -181,12 +191,19 @@ type Options struct {
 }
 
 // New returns a logger writing to w. The message is scrubbed too.
+//
+// Every time.Duration attribute, at any depth of groups, is written as its
+// String() ("10s", "1m30s", "250ms") in both formats: slog's JSON handler
+// would otherwise write nanoseconds (10000000000), so one log line could
+// mix two conventions.
 func New(w io.Writer, o Options) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(o.Level))
-	ho := &slog.HandlerOptions{Level: lvl}
-	if o.Redactor != nil {
-		ho.ReplaceAttr = o.Redactor.ReplaceAttr
+	ho := &slog.HandlerOptions{Level: lvl, ReplaceAttr: DurationString}
+	if r := o.Redactor; r != nil {
+		ho.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			return r.ReplaceAttr(groups, DurationString(groups, a))
+		}
 	}
 	var h slog.Handler
 	if o.Format == "text" || o.Format == "auto" && IsTerminal(w) {

@@ -3,8 +3,10 @@ package logging
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reconcile/reconcile/internal/model"
 )
@@ -66,5 +68,32 @@ func TestHoldRelease(t *testing.T) {
 	}
 	if len(r.keys) != 0 {
 		t.Fatalf("keys left after release: %d", len(r.keys))
+	}
+}
+
+// TestDurationsAreStrings: every duration, in groups too and with or
+// without a redactor, is written as "10s" in JSON (slog's default would be
+// the integer 10000000000) and in text.
+func TestDurationsAreStrings(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		for _, r := range []*Redactor{nil, NewRedactor()} {
+			var buf bytes.Buffer
+			log := New(&buf, Options{Format: format, Level: "info", Redactor: r})
+			log.Info("m", "elapsed", 8600*time.Millisecond,
+				slog.Group("config", slog.Duration("request_timeout", 10*time.Second)))
+			out := buf.String()
+			if strings.Contains(out, "10000000000") || strings.Contains(out, "8600000000") {
+				t.Errorf("%s log has a duration in nanoseconds: %s", format, out)
+			}
+			want := []string{`"elapsed":"8.6s"`, `"request_timeout":"10s"`}
+			if format == "text" {
+				want = []string{"elapsed=8.6s", "config.request_timeout=10s"}
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("%s log %q lacks %s", format, out, w)
+				}
+			}
+		}
 	}
 }

@@ -31,11 +31,14 @@
 // pushing, or a label set a run no longer has, would stay in the group
 // forever. Two groups keep the simple PUT semantics for both.
 //
-// The default grouping key is only the job: the run lock makes this a
-// service-level job (one run at a time, whatever the host), and a per-host
-// "instance" label would leave one group, with its own last-success
-// timestamp, behind every pod or host that ever ran it. Use Grouping for a
-// label that tells independent deployments apart (say env="prod").
+// Push's own grouping key is only the job; Grouping adds labels. Several
+// independent deployments (two accounts, two databases, two CronJobs) must
+// push to different groups, or each run's PUT replaces the other's metrics
+// and its last-success time. reconcile run therefore adds
+// instance=<database name> by default (--metrics-grouping replaces it, see
+// ParseGrouping): one group per database, which is one group per run lock,
+// never a per-host label, which would leave one group, with its own
+// last-success timestamp, behind every pod or host that ever ran it.
 //
 // # Safety
 //
@@ -53,6 +56,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -168,6 +172,44 @@ func HTTPClient(c *http.Client) Option {
 // reserved. Avoid a per-host value: see the package documentation.
 func Grouping(name, value string) Option {
 	return func(o *options) { o.grouping[name] = value }
+}
+
+// DefaultGroupingLabel is the grouping label reconcile run adds when
+// --metrics-grouping is not given; its value is the database name.
+const DefaultGroupingLabel = "instance"
+
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// ParseGrouping parses a --metrics-grouping value, "name=value[,name=value
+// ...]" (spaces around names and values are ignored), into grouping labels
+// for Grouping. "" gives nil (the caller's default). Names must be
+// Prometheus label names, not reserved ("job", "result", or starting with
+// "__") and not repeated; values must not be empty. Errors name the bad
+// pair.
+func ParseGrouping(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(s, ",") {
+		name, value, ok := strings.Cut(pair, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%q is not name=value", strings.TrimSpace(pair))
+		case !labelName.MatchString(name) || strings.HasPrefix(name, "__"):
+			return nil, fmt.Errorf("%q is not a label name", name)
+		case name == "job" || name == SuccessLabel:
+			return nil, fmt.Errorf("label %q is reserved", name)
+		case value == "":
+			return nil, fmt.Errorf("label %q has an empty value", name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("label %q is given twice", name)
+		}
+		out[name] = value
+	}
+	return out, nil
 }
 
 // ValidateURL checks a --pushgateway-url: empty (pushing disabled), or an

@@ -655,3 +655,19 @@ func fmtFloat(v float64) string {
 	s := strings.TrimSpace(buf.String())
 	return s[strings.LastIndex(s, " ")+1:]
 }
+
+// TestParseGrouping: --metrics-grouping's syntax and its refusals.
+func TestParseGrouping(t *testing.T) {
+	got, err := ParseGrouping(" account = a , env=prod,instance=db/x")
+	if err != nil || len(got) != 3 || got["account"] != "a" || got["env"] != "prod" || got["instance"] != "db/x" {
+		t.Fatalf("ParseGrouping = %v, %v", got, err)
+	}
+	if got, err := ParseGrouping(""); got != nil || err != nil {
+		t.Fatalf(`ParseGrouping("") = %v, %v; want nil, nil (the default)`, got, err)
+	}
+	for _, bad := range []string{"job=x", "result=success", "instance", "1x=y", "__name__=y", "a=", "a=1,a=2", "a=1,", "a-b=1"} {
+		if got, err := ParseGrouping(bad); err == nil {
+			t.Errorf("ParseGrouping(%q) = %v, want an error", bad, got)
+		}
+	}
+}

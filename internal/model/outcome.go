@@ -160,6 +160,13 @@ type Result struct {
 	// proves nothing (timeout, 5xx or reset after the request was written),
 	// so its values may be in the cloud. Only with a not-done outcome.
 	PossiblyApplied bool
+	// NotifyURL and ReqAuth are the desired values the outcome is about,
+	// as sent (for invalid: as refused; empty and false for a Delete). The
+	// auth key is never part of a Result.
+	NotifyURL string
+	ReqAuth   bool
+	// Region is the RegionId sent (the row's, else the run's --region).
+	Region string
 }
 
 // Intent is one write a run is about to send: the domain, and the

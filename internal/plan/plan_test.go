@@ -53,7 +53,7 @@ func outcome(t *testing.T, pool *pgxpool.Pool, domain string, o model.Outcome, c
 	if _, err := db.WriteOutcomes(ctx, pool, id, []model.Result{r}, db.RunCounters{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.FinishRun(ctx, pool, id, db.RunSucceeded, ""); err != nil {
+	if err := db.FinishRun(ctx, pool, id, db.RunSucceeded, "", 0); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -47,7 +47,7 @@ func addRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Result, 
 		t.Fatal(err)
 	}
 	if status != db.RunRunning {
-		if err := db.FinishRun(ctx, pool, id, status, ""); err != nil {
+		if err := db.FinishRun(ctx, pool, id, status, "", 0); err != nil {
 			t.Fatal(err)
 		}
 	}
