@@ -1,4 +1,4 @@
--- reconcile schema, version 7: an audit trail that answers questions in one
+-- reconcile schema, version 5: an audit trail that answers questions in one
 -- query. See docs/audit.md (the cookbook) and README "Schema".
 --
 --   * every outcome keeps the values it was about: notify_url,
@@ -156,7 +156,7 @@ COMMENT ON COLUMN reconcile_runs.concurrency IS 'the configured --concurrency';
 COMMENT ON COLUMN reconcile_runs.host_name IS 'host (pod) that ran it';
 COMMENT ON COLUMN reconcile_runs.program_version IS 'reconcile version that ran it';
 COMMENT ON COLUMN reconcile_runs.note IS 'why a run failed; a dry run''s plan; a refused prune';
-COMMENT ON COLUMN reconcile_runs.exit_code IS 'the process exit code: 0 every desired row done, 1 rows not done (or another failure, see note), 2 bad configuration/credentials/schema, 4 interrupted; NULL while running, for runs before schema 7, and when the process died';
+COMMENT ON COLUMN reconcile_runs.exit_code IS 'the process exit code: 0 every desired row done, 1 rows not done (or another failure, see note), 2 bad configuration/credentials/schema, 4 interrupted; NULL while running, for runs before schema 5, and when the process died';
 
 COMMENT ON TABLE reconcile_outcomes IS
     'Append-only audit trail: one row per (run, domain) that the run attempted, with the API''s answer and the values it was about. Never holds notify_auth_key.';
@@ -172,9 +172,9 @@ COMMENT ON COLUMN reconcile_outcomes.attempts IS 'requests sent for the domain i
 COMMENT ON COLUMN reconcile_outcomes.fingerprint IS 'fingerprint of the desired values the outcome is for (a change with equal notify_url/notify_req_auth/region_id means the key changed)';
 COMMENT ON COLUMN reconcile_outcomes.finished_at IS 'when the outcome was known';
 COMMENT ON COLUMN reconcile_outcomes.possibly_applied IS 'the last write got an answer that proves nothing (timeout, 5xx, reset): its values may be in the cloud';
-COMMENT ON COLUMN reconcile_outcomes.notify_url IS 'the NotifyUrl sent (the row''s for invalid: nothing was sent); NULL for deleted and for outcomes before schema 7';
+COMMENT ON COLUMN reconcile_outcomes.notify_url IS 'the NotifyUrl sent (the row''s for invalid: nothing was sent); NULL for deleted and for outcomes before schema 5';
 COMMENT ON COLUMN reconcile_outcomes.notify_req_auth IS 'the NotifyReqAuth sent (the key itself is never stored); NULL like notify_url';
-COMMENT ON COLUMN reconcile_outcomes.region_id IS 'the RegionId sent (the row''s, else the run''s --region); NULL for outcomes before schema 7';
+COMMENT ON COLUMN reconcile_outcomes.region_id IS 'the RegionId sent (the row''s, else the run''s --region); NULL for outcomes before schema 5';
 
 COMMENT ON TABLE reconcile_domain_state IS
     'Internal, kept by the job: the latest outcome per domain and what the job knows of the cloud. Query snapshot_callback_status instead.';
