@@ -112,8 +112,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	code := app.ExitCode(err)
 	switch {
-	case err == nil, errors.Is(err, app.ErrNotDone):
-		// The summary line already says which rows are not done.
+	case err == nil, errors.Is(err, app.ErrNotDone), errors.Is(err, app.ErrPlanPending):
+		// The summary line already says which rows are not done or pending.
 	case env.Logger == nil:
 		// Before the logger exists (bad flags): one plain line.
 		fmt.Fprintf(stderr, "reconcile %s: %s\n", cmd, redactor.Scrub(err.Error()))

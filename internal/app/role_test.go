@@ -184,8 +184,8 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	// Dry run, then run: applied, already_exists, failed, invalid.
 	dry := c
 	dry.DryRun = true
-	if err := h.run(dry, testSecret); ExitCode(err) != 1 {
-		t.Fatalf("dry run as the job role: %v (exit %d), want exit 1 (rows pending)\n%s", err, ExitCode(err), h.log.String())
+	if err := h.run(dry, testSecret); ExitCode(err) != ExitPending {
+		t.Fatalf("dry run as the job role: %v (exit %d), want exit 5 (rows pending)\n%s", err, ExitCode(err), h.log.String())
 	}
 	if err := h.run(c, testSecret); !errors.Is(err, ErrNotDone) {
 		t.Fatalf("run as the job role: %v, want ErrNotDone (a failed and an invalid row)\n%s", err, h.log.String())
