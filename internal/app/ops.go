@@ -141,6 +141,11 @@ func Import(ctx context.Context, c ImportConfig, env Env) error {
 	if in == nil {
 		return config.Usagef("import: no standard input")
 	}
+	t, _, err := ParseTarget(c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	env.Logger.Info("importing", "file", name, "target", t, "replace", c.Replace)
 	pool, err := openChecked(ctx, c.DatabaseURL, env)
 	if err != nil {
 		return err

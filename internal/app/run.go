@@ -230,11 +230,14 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if mode == apply.ModeVerify {
 		command, kind = "verify", db.RunKindVerify
 	}
-	log.Info("starting", "command", command, "version", env.version(), "config", configAttrs(c))
+	t, _, err := ParseTarget(c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "command", command, "version", env.version(), "target", t, "config", configAttrs(c))
 
 	var client *live.Client
 	if !c.DryRun {
-		var err error
 		if client, err = newClient(ctx, c, env); err != nil {
 			return err
 		}
