@@ -34,7 +34,17 @@ func ParseTarget(databaseURL string) (Target, *pgx.ConnConfig, error) {
 	if err != nil {
 		return Target{}, nil, fmt.Errorf("%w: --database-url: %s", config.ErrUsage, redactURL(err))
 	}
-	return Target{Host: cc.Host, Port: cc.Port, Fallbacks: len(cc.Fallbacks), Database: cc.Database, User: cc.User}, cc, nil
+	t := Target{Host: cc.Host, Port: cc.Port, Database: cc.Database, User: cc.User}
+	// pgx lists the same host again for sslmode=prefer's plain retry:
+	// count other hosts only.
+	seen := map[string]bool{fmt.Sprint(cc.Host, ":", cc.Port): true}
+	for _, f := range cc.Fallbacks {
+		if k := fmt.Sprint(f.Host, ":", f.Port); !seen[k] {
+			seen[k] = true
+			t.Fallbacks++
+		}
+	}
+	return t, cc, nil
 }
 
 // EffectiveDatabase is the database the server will open: Database, or,
