@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -109,7 +110,7 @@ func PruneHistory(ctx context.Context, c HistoryPruneConfig, env Env) error {
 		return err
 	}
 	defer pool.Close()
-	var after int64
+	after := int64(math.MinInt64) // ids start at 1, but a restored table may hold any
 	for {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: history prune stopped after deleting %d rows", apply.ErrInterrupted, res.Deleted)
