@@ -768,8 +768,8 @@ func bmBudget(bm *baselineMeasure) string {
 
 func exitNote(code int, dry bool) string {
 	switch {
-	case dry && code == 1:
-		return "1 (expected: a dry run that finds pending rows exits 1)"
+	case dry && code == 5:
+		return "5 (expected: a dry run that finds pending rows exits 5, as plan)"
 	case !dry && code == 0:
 		return "0 (expected: every row done)"
 	}

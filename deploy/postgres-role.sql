@@ -9,8 +9,13 @@
 --   reconcile_importer  what `reconcile import` (also with --replace) needs:
 --                       write desired_snapshot_callbacks, stage lines in a
 --                       temporary table.
+--   reconcile_retention what `reconcile history prune` needs: read and delete
+--                       reconcile_outcomes rows, read reconcile_domain_state
+--                       (to keep each domain's latest outcome). It cannot
+--                       touch runs, domain states or desired rows, nor add
+--                       outcomes.
 --
--- Both are group roles (NOLOGIN). Give the job a login either way:
+-- All three are group roles (NOLOGIN). Give the job a login either way:
 --
 --   -- a separate login role that is a member (recommended: rotate it freely)
 --   CREATE ROLE reconcile_cron LOGIN PASSWORD '...' IN ROLE reconcile_job;
@@ -51,16 +56,20 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reconcile_importer') THEN
         CREATE ROLE reconcile_importer NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reconcile_retention') THEN
+        CREATE ROLE reconcile_retention NOLOGIN;
+    END IF;
     -- The database is whichever this file runs in.
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO reconcile_job, reconcile_importer', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO reconcile_job, reconcile_importer, reconcile_retention',
+                   current_database());
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO reconcile_importer', current_database());
 END
 $$;
 
-GRANT USAGE ON SCHEMA public TO reconcile_job, reconcile_importer;
+GRANT USAGE ON SCHEMA public TO reconcile_job, reconcile_importer, reconcile_retention;
 
--- Both check the schema version before anything else.
-GRANT SELECT ON public.reconcile_schema_version TO reconcile_job, reconcile_importer;
+-- All check the schema version before anything else.
+GRANT SELECT ON public.reconcile_schema_version TO reconcile_job, reconcile_importer, reconcile_retention;
 
 -- The functions behind the generated fingerprint column, the status view and
 -- the updated_at trigger
@@ -92,3 +101,13 @@ GRANT SELECT ON public.snapshot_callback_status, public.reconcile_run_summary, p
 -- The upsert reads the rows it compares (SELECT), --replace deletes the rows
 -- absent from the file.
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.desired_snapshot_callbacks TO reconcile_importer;
+
+-- reconcile_retention ----------------------------------------------------------
+
+-- `reconcile history prune`: deletes old outcome rows (SELECT: its DELETE
+-- reads the rows it matches), keeping each domain's latest, which it reads
+-- from reconcile_domain_state. Runs (every run's summary) are not its to
+-- delete. Run it as a login that is a member, e.g. from a monthly CronJob:
+--   CREATE ROLE reconcile_prune LOGIN PASSWORD '...' IN ROLE reconcile_retention;
+GRANT SELECT, DELETE ON public.reconcile_outcomes TO reconcile_retention;
+GRANT SELECT ON public.reconcile_domain_state TO reconcile_retention;

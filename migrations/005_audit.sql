@@ -156,7 +156,7 @@ COMMENT ON COLUMN reconcile_runs.concurrency IS 'the configured --concurrency';
 COMMENT ON COLUMN reconcile_runs.host_name IS 'host (pod) that ran it';
 COMMENT ON COLUMN reconcile_runs.program_version IS 'reconcile version that ran it';
 COMMENT ON COLUMN reconcile_runs.note IS 'why a run failed; a dry run''s plan; a refused prune';
-COMMENT ON COLUMN reconcile_runs.exit_code IS 'the process exit code: 0 every desired row done, 1 rows not done (or another failure, see note), 2 bad configuration/credentials/schema, 4 interrupted; NULL while running, for runs before schema 5, and when the process died';
+COMMENT ON COLUMN reconcile_runs.exit_code IS 'the process exit code: 0 every desired row done, 1 rows not done, 2 bad configuration/credentials/schema, 4 interrupted, 5 a dry run found pending rows, 6 infrastructure failure (database, run claim, credentials provider); NULL while running, for runs before schema 5, and when the process died';
 
 COMMENT ON TABLE reconcile_outcomes IS
     'Append-only audit trail: one row per (run, domain) that the run attempted, with the API''s answer and the values it was about. Never holds notify_auth_key.';

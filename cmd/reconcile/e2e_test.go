@@ -489,6 +489,8 @@ func TestExitCodes(t *testing.T) {
 		want       int
 		stderr     string // substring of stderr, case-insensitive
 		requests   int    // -1: any
+		// dbName, when set, replaces the database of DATABASE_URL.
+		dbName string
 	}{
 		{name: "missing_schema", unmigrated: true, args: []string{"run"}, want: 2, stderr: "schema"},
 		{name: "rate_above_limit", rows: good, args: []string{"run", "--rate", "31"}, want: 2, stderr: "--rate"},
@@ -503,6 +505,13 @@ func TestExitCodes(t *testing.T) {
 		{name: "invalid_rows_only", rows: bad, args: []string{"run"}, want: 1},
 		{name: "all_fine", rows: good, args: []string{"run"}, want: 0, requests: len(good)},
 		{name: "nothing_to_do", args: []string{"run"}, want: 0},
+		{name: "dry_run_pending", rows: good, args: []string{"run", "--dry-run"}, want: 5, requests: 0},
+		{name: "database_unreachable", rows: good, env: []string{"DATABASE_URL=postgres://reconcile@127.0.0.1:1/video?connect_timeout=5"},
+			args: []string{"run"}, want: 6, stderr: "connecting to Postgres"},
+		{name: "migrate_database_unreachable", env: []string{"DATABASE_URL=postgres://reconcile@127.0.0.1:1/video?connect_timeout=5"},
+			args: []string{"migrate"}, want: 6, stderr: "connecting to Postgres"},
+		{name: "unknown_database", rows: good, dbName: "reconcile_no_such_database", args: []string{"run"}, want: 2,
+			stderr: "reconcile_no_such_database", requests: 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -515,7 +524,13 @@ func TestExitCodes(t *testing.T) {
 			if len(c.rows) > 0 {
 				f.insert(c.rows)
 			}
-			p, code := f.run(c.env, c.args...)
+			env := c.env
+			if c.dbName != "" {
+				cc := f.db.Config(t)
+				env = append(env, fmt.Sprintf("DATABASE_URL=host=%s port=%d user=%s password='%s' dbname=%s sslmode=disable",
+					cc.Host, cc.Port, cc.User, cc.Password, c.dbName))
+			}
+			p, code := f.run(env, c.args...)
 			stderr := p.stderr.String()
 			if code != c.want {
 				t.Errorf("exit %d, want %d\nstderr:\n%s", code, c.want, stderr)
@@ -599,8 +614,8 @@ func TestDryRun(t *testing.T) {
 	runsBefore := len(f.runs())
 
 	p, code := f.run(nil, "run", "--dry-run")
-	if code != 1 {
-		t.Errorf("dry run with pending rows: exit %d, want 1\nstderr:\n%s", code, p.stderr.String())
+	if code != 5 {
+		t.Errorf("dry run with pending rows: exit %d, want 5 (as plan)\nstderr:\n%s", code, p.stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(p.stdout.String()), "\n")
 	slices.Sort(lines)

@@ -29,6 +29,7 @@ commands:
   import     load desired rows from a CSV file, all or nothing (--replace: also delete rows not in it)
   plan       what the next run would do: add, update, retry-failed, invalid, done (exit 5: work pending)
   report     the audit report of a run (default: the latest that is not a dry run)
+  history    history prune --older-than 90d: delete old outcome rows, keeping each domain's latest
   simulate   serve a simulator of the Live API (for tests, demos, benchmarks)
   demo       migrate a demo database, load sample rows, run against the simulator, print the outcomes
   version    print the program version
@@ -91,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = pass(ctx, c, env)
 			bar.Finish()
 		}
-	case "import", "plan", "report":
+	case "import", "plan", "report", "history":
 		return ops(ctx, cmd, fs, args, env)
 	case "simulate":
 		err = simulate(ctx, fs, args, env)
@@ -112,8 +113,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	code := app.ExitCode(err)
 	switch {
-	case err == nil, errors.Is(err, app.ErrNotDone):
-		// The summary line already says which rows are not done.
+	case err == nil, errors.Is(err, app.ErrNotDone), errors.Is(err, app.ErrPlanPending):
+		// The summary line already says which rows are not done or pending.
 	case env.Logger == nil:
 		// Before the logger exists (bad flags): one plain line.
 		fmt.Fprintf(stderr, "reconcile %s: %s\n", cmd, redactor.Scrub(err.Error()))

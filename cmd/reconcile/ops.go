@@ -14,10 +14,10 @@ import (
 	"github.com/reconcile/reconcile/internal/plan"
 )
 
-// ops runs `reconcile import`, `reconcile plan` or `reconcile report` (cmd)
-// and returns the exit code: app.OpsExitCode of the error (2 for bad flags,
-// 5 when plan finds pending rows, 1 for bad import lines and other
-// failures). Errors are printed on stderr as "reconcile <cmd>: <reason>",
+// ops runs `reconcile import`, `reconcile plan`, `reconcile report` or
+// `reconcile history` (cmd) and returns the exit code: app.ExitCode of the
+// error (2 for bad flags, 5 when plan finds pending rows, 6 when Postgres
+// fails, 1 for bad import lines and no such run). Errors are printed on stderr as "reconcile <cmd>: <reason>",
 // except ErrPlanPending (the plan is the message).
 func ops(ctx context.Context, cmd string, fs *flag.FlagSet, args []string, env app.Env) int {
 	var err error
@@ -28,6 +28,8 @@ func ops(ctx context.Context, cmd string, fs *flag.FlagSet, args []string, env a
 		err = planCmd(ctx, fs, args, env)
 	case "report":
 		err = reportCmd(ctx, fs, args, env)
+	case "history":
+		err = historyCmd(ctx, fs, args, env)
 	default:
 		err = config.Usagef("unknown command %q", cmd)
 	}
@@ -100,6 +102,44 @@ func reportCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env
 		return err
 	}
 	return app.Report(ctx, c, env)
+}
+
+// historyUsage heads `reconcile history -h`.
+const historyUsage = `usage: reconcile history prune --older-than AGE [flags]
+deletes the outcome rows (reconcile_outcomes) older than AGE (90d, 36h), except each domain's latest;
+run summaries (reconcile_runs) are kept. Batched: safe while a run is going; safe to repeat.`
+
+// historyCmd parses `reconcile history prune [flags]`.
+func historyCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env) error {
+	if len(args) == 0 || args[0] != "prune" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprintln(env.Stderr, historyUsage)
+			return flag.ErrHelp
+		}
+		return config.Usagef("history needs a subcommand: prune\n%s", historyUsage)
+	}
+	c := app.HistoryPruneConfig{BatchSize: app.DefaultHistoryBatch, Format: app.FormatTable}
+	var logFormat, logLevel, olderThan string
+	config.DatabaseFlag(fs, &c.DatabaseURL)
+	fs.StringVar(&olderThan, "older-than", "", "delete outcome rows that finished longer ago than this: whole days (90d) or a duration (36h); at least 1h")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "outcome rows looked at per transaction")
+	fs.StringVar(&c.Format, "format", c.Format, "output: table or json")
+	config.CommandLineOnly(fs, "older-than", "batch-size", "format")
+	config.LogFlags(fs, &logFormat, &logLevel)
+	if err := parse(fs, args[1:], env.Stderr, historyUsage); err != nil {
+		return err
+	}
+	if olderThan == "" {
+		return config.Usagef("history prune needs --older-than (e.g. 90d)")
+	}
+	var err error
+	if c.OlderThan, err = app.ParseAge(olderThan); err != nil {
+		return err
+	}
+	if err := opsSetup(c.Validate(), logFormat, logLevel, &env); err != nil {
+		return err
+	}
+	return app.PruneHistory(ctx, c, env)
 }
 
 // opsSetup returns the validation error, else checks the log flags and sets

@@ -78,6 +78,18 @@ func TestOpsFlags(t *testing.T) {
 		{[]string{"report", "--format", "xml"}, 2, "--format must be table, json or csv"},
 		{[]string{"report", "--run", "x"}, 2, "-run"},
 		{[]string{"report", "--log-level", "loud"}, 2, "--log-level"},
+		{[]string{"history"}, 2, "history needs a subcommand: prune"},
+		{[]string{"history", "trim"}, 2, "history needs a subcommand: prune"},
+		{[]string{"history", "-h"}, 0, "usage: reconcile history prune"},
+		{[]string{"history", "prune"}, 2, "needs --older-than"},
+		{[]string{"history", "prune", "--older-than", "ninety days"}, 2, "--older-than"},
+		{[]string{"history", "prune", "--older-than", "0"}, 2, "--older-than must be at least 1h"},
+		{[]string{"history", "prune", "--older-than", "-90d"}, 2, "--older-than must be at least 1h"},
+		{[]string{"history", "prune", "--older-than", "90"}, 2, "--older-than"},
+		{[]string{"history", "prune", "--older-than", "10m"}, 2, "--older-than must be at least 1h"},
+		{[]string{"history", "prune", "--older-than", "90d", "--batch-size", "0"}, 2, "--batch-size"},
+		{[]string{"history", "prune", "--older-than", "90d", "extra"}, 2, "unexpected argument"},
+		{[]string{"history", "prune", "-h"}, 0, "--older-than"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)
@@ -148,5 +160,41 @@ func TestOpsBinary(t *testing.T) {
 	}
 	if code, _, stderr := exe("", "report"); code != 1 || !strings.Contains(stderr, "run not found") {
 		t.Fatalf("report without runs: exit %d\n%s", code, stderr)
+	}
+
+	// history prune: two runs, 100 and 1 days ago, over the same domain,
+	// and one 100 days ago over another: only the superseded row goes.
+	ctx := context.Background()
+	for _, q := range []string{
+		`INSERT INTO reconcile_runs (started_at, finished_at, status, rate, concurrency, host_name, program_version)
+		 VALUES (now() - interval '100 days', now() - interval '100 days', 'succeeded', 25, 4, 'h', 'v'),
+		        (now() - interval '1 day', now() - interval '1 day', 'succeeded', 25, 4, 'h', 'v')`,
+		`INSERT INTO reconcile_outcomes (run_id, domain_name, outcome, fingerprint, finished_at) VALUES
+		 (1, 'a.bin.example.com', 'applied', 'f', now() - interval '100 days'),
+		 (1, 'b.bin.example.com', 'applied', 'f', now() - interval '100 days'),
+		 (2, 'a.bin.example.com', 'updated', 'g', now() - interval '1 day')`,
+		`INSERT INTO reconcile_domain_state (domain_name, last_outcome_id, last_run_id, last_outcome, last_fingerprint, last_finished_at)
+		 SELECT DISTINCT ON (domain_name) domain_name, id, run_id, outcome, fingerprint, finished_at
+		 FROM reconcile_outcomes ORDER BY domain_name, id DESC`,
+	} {
+		if _, err := tdb.Pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []string{"deleted 1", "deleted 0"} {
+		code, stdout, stderr := exe("", "history", "prune", "--older-than", "90d")
+		if out := strings.Join(strings.Fields(stdout), " "); code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "kept_latest 1") {
+			t.Fatalf("history prune #%d: exit %d, want 0 and %q, kept_latest 1\n%s\n%s", i+1, code, want, stdout, stderr)
+		}
+	}
+	var outcomes, runs int
+	if err := tdb.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM reconcile_outcomes), (SELECT count(*) FROM reconcile_runs)`).Scan(&outcomes, &runs); err != nil || outcomes != 2 || runs != 2 {
+		t.Fatalf("after history prune: %d outcomes, %d runs (%v); want 2 and 2", outcomes, runs, err)
+	}
+	unmigrated := testdb.New(t, testdb.Unmigrated())
+	cmd := exec.CommandContext(ctx, binPath, "history", "prune", "--older-than", "90d")
+	cmd.Env = []string{"DATABASE_URL=" + unmigrated.URL, "PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "schema") {
+		t.Fatalf("history prune without the schema: exit %d (%v), want 2\n%s", cmd.ProcessState.ExitCode(), err, out)
 	}
 }

@@ -44,10 +44,11 @@ type DemoConfig struct {
 // request. The demo's rows are invalid and failed on purpose, so it returns nil
 // unless something else went wrong.
 func Demo(ctx context.Context, c DemoConfig, env Env) error {
-	adminCfg, err := pgx.ParseConfig(c.DatabaseURL)
+	t, adminCfg, err := ParseTarget(c.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("%w: --database-url: %s", config.ErrUsage, redactURL(err))
+		return err
 	}
+	env.Logger.Info("demo: recreating database "+DemoDatabase, "server", t)
 	admin, err := pgx.ConnectConfig(ctx, adminCfg)
 	if err != nil {
 		return fmt.Errorf("connecting to Postgres: %w", err)

@@ -6,17 +6,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/db"
 )
 
 // Migrate performs `reconcile migrate`: it applies the embedded migrations on
 // one dedicated connection. Safe to run again, and from two processes at once.
+// It refuses (config.ErrUsage, exit 2) a connection string that names no
+// database, and logs the target before it connects.
 func Migrate(ctx context.Context, databaseURL string, env Env) error {
-	cc, err := pgx.ParseConfig(databaseURL)
+	t, cc, err := ParseTarget(databaseURL)
 	if err != nil {
-		return fmt.Errorf("%w: --database-url: %s", config.ErrUsage, redactURL(err))
+		return err
 	}
+	if err := t.RequireDatabase("migrate"); err != nil {
+		return err
+	}
+	env.Logger.Info("migrating", "target", t)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("connecting to Postgres: %w", err)
@@ -30,6 +35,6 @@ func Migrate(ctx context.Context, databaseURL string, env Env) error {
 	if err != nil {
 		return err
 	}
-	env.Logger.Info("schema migrated", "from_version", before, "to_version", after)
+	env.Logger.Info("schema migrated", "target", t, "from_version", before, "to_version", after)
 	return nil
 }

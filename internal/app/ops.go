@@ -23,20 +23,16 @@ import (
 )
 
 // ExitPlanPending is the exit code of `reconcile plan` when the next run has
-// work to do (Terraform's -detailed-exitcode habit).
-const ExitPlanPending = 5
+// work to do (Terraform's -detailed-exitcode habit); also `run --dry-run`'s.
+const ExitPlanPending = ExitPending
 
-// ErrPlanPending: `reconcile plan` found pending rows (exit ExitPlanPending).
-// The plan was printed; it is not a failure.
+// ErrPlanPending: `reconcile plan` or `reconcile run --dry-run` found
+// pending rows (exit ExitPending). The plan was printed; it is not a
+// failure.
 var ErrPlanPending = errors.New("the next run has pending rows")
 
-// OpsExitCode is ExitCode, plus ExitPlanPending for ErrPlanPending.
-func OpsExitCode(err error) int {
-	if errors.Is(err, ErrPlanPending) {
-		return ExitPlanPending
-	}
-	return ExitCode(err)
-}
+// OpsExitCode is ExitCode; it is kept for the operator commands' callers.
+func OpsExitCode(err error) int { return ExitCode(err) }
 
 // Output formats of import, plan and report.
 const (
@@ -145,6 +141,11 @@ func Import(ctx context.Context, c ImportConfig, env Env) error {
 	if in == nil {
 		return config.Usagef("import: no standard input")
 	}
+	t, _, err := ParseTarget(c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	env.Logger.Info("importing", "file", name, "target", t, "replace", c.Replace)
 	pool, err := openChecked(ctx, c.DatabaseURL, env)
 	if err != nil {
 		return err

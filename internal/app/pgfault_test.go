@@ -128,8 +128,8 @@ func TestLockConnectionLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := <-errc
-	if !errors.Is(err, apply.ErrLockLost) || ExitCode(err) != 1 {
-		t.Fatalf("run = %v (exit %d), want ErrLockLost (exit 1)", err, ExitCode(err))
+	if !errors.Is(err, apply.ErrLockLost) || ExitCode(err) != ExitUnavailable {
+		t.Fatalf("run = %v (exit %d), want ErrLockLost (exit 6)", err, ExitCode(err))
 	}
 	sent := len(h.sim.Log())
 	if sent >= 600 {
@@ -209,7 +209,7 @@ func (p *proxy) cut() {
 }
 
 // TestDatabaseUnreachable: Postgres goes away mid-run and stays away past
-// --db-retry-deadline: the run stops dispatching and exits non-zero; once it
+// --db-retry-deadline: the run stops dispatching and exits 6; once it
 // is back, a rerun completes with nothing doubled.
 func TestDatabaseUnreachable(t *testing.T) {
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 7})
@@ -234,8 +234,8 @@ func TestDatabaseUnreachable(t *testing.T) {
 	waitFor(t, "outcomes", func() bool { return h.count(`SELECT count(*) FROM reconcile_outcomes`) >= 50 })
 	p.cut()
 	err = <-errc
-	if err == nil || ExitCode(err) == 0 {
-		t.Fatalf("run = %v, want a non-zero exit", err)
+	if ExitCode(err) != ExitUnavailable {
+		t.Fatalf("run = %v (exit %d), want exit %d (infrastructure)", err, ExitCode(err), ExitUnavailable)
 	}
 	if len(h.sim.Log()) >= 500 {
 		t.Fatalf("the run went on without its database: %d requests", len(h.sim.Log()))

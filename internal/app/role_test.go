@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -51,12 +52,14 @@ func withUser(t *testing.T, connString, user, password string) string {
 // unique names (roles are cluster-wide).
 type roles struct {
 	job, importer string // the file's group roles, renamed
+	retention     string // the file's retention group role, renamed; logs in itself
+	retentionURL  string
 	jobLogin      string // a login role, member of job
 	jobURL        string // logs in as jobLogin
 	importerURL   string // logs in as importer itself (ALTER ROLE ... LOGIN)
 }
 
-var roleNames = regexp.MustCompile(`\breconcile_(job|importer)\b`)
+var roleNames = regexp.MustCompile(`\breconcile_(job|importer|retention)\b`)
 
 // createRoles runs the role file (twice: it must be idempotent) in h's
 // database with the role names made unique, adds the logins the file's
@@ -64,11 +67,15 @@ var roleNames = regexp.MustCompile(`\breconcile_(job|importer)\b`)
 func createRoles(t *testing.T, h *harness) roles {
 	t.Helper()
 	suffix := strings.TrimPrefix(h.db.Name, "reconcile_test_")
-	r := roles{job: "rtest_job_" + suffix, importer: "rtest_imp_" + suffix, jobLogin: "rtest_cron_" + suffix}
+	r := roles{job: "rtest_job_" + suffix, importer: "rtest_imp_" + suffix, jobLogin: "rtest_cron_" + suffix,
+		retention: "rtest_ret_" + suffix}
 	const password = "role-test-password"
 	sql := roleNames.ReplaceAllStringFunc(roleFile(t), func(m string) string {
-		if m == "reconcile_job" {
+		switch m {
+		case "reconcile_job":
 			return r.job
+		case "reconcile_retention":
+			return r.retention
 		}
 		return r.importer
 	})
@@ -79,9 +86,9 @@ func createRoles(t *testing.T, h *harness) roles {
 		// revoke what the roles were granted here and on the database, then
 		// drop them.
 		for _, q := range []string{
-			fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN ('%s', '%s', '%s')`, r.job, r.importer, r.jobLogin),
-			fmt.Sprintf(`DROP OWNED BY %s, %s, %s`, r.jobLogin, r.job, r.importer),
-			fmt.Sprintf(`DROP ROLE IF EXISTS %s, %s, %s`, r.jobLogin, r.job, r.importer),
+			fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN ('%s', '%s', '%s', '%s')`, r.job, r.importer, r.jobLogin, r.retention),
+			fmt.Sprintf(`DROP OWNED BY %s, %s, %s, %s`, r.jobLogin, r.job, r.importer, r.retention),
+			fmt.Sprintf(`DROP ROLE IF EXISTS %s, %s, %s, %s`, r.jobLogin, r.job, r.importer, r.retention),
 		} {
 			if _, err := admin.Exec(context.Background(), q); err != nil && !isUndefinedRole(err) {
 				t.Errorf("cleanup: %s: %v", q, err)
@@ -109,6 +116,7 @@ func createRoles(t *testing.T, h *harness) roles {
 	for _, q := range []string{
 		fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' IN ROLE %s`, r.jobLogin, password, r.job),
 		fmt.Sprintf(`ALTER ROLE %s LOGIN PASSWORD '%s'`, r.importer, password),
+		fmt.Sprintf(`ALTER ROLE %s LOGIN PASSWORD '%s'`, r.retention, password),
 	} {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -120,6 +128,7 @@ func createRoles(t *testing.T, h *harness) roles {
 	}
 	r.jobURL = withUser(t, h.db.URL, r.jobLogin, password)
 	r.importerURL = withUser(t, h.db.URL, r.importer, password)
+	r.retentionURL = withUser(t, h.db.URL, r.retention, password)
 	return r
 }
 
@@ -184,8 +193,8 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	// Dry run, then run: applied, already_exists, failed, invalid.
 	dry := c
 	dry.DryRun = true
-	if err := h.run(dry, testSecret); ExitCode(err) != 1 {
-		t.Fatalf("dry run as the job role: %v (exit %d), want exit 1 (rows pending)\n%s", err, ExitCode(err), h.log.String())
+	if err := h.run(dry, testSecret); ExitCode(err) != ExitPending {
+		t.Fatalf("dry run as the job role: %v (exit %d), want exit 5 (rows pending)\n%s", err, ExitCode(err), h.log.String())
 	}
 	if err := h.run(c, testSecret); !errors.Is(err, ErrNotDone) {
 		t.Fatalf("run as the job role: %v, want ErrNotDone (a failed and an invalid row)\n%s", err, h.log.String())
@@ -329,6 +338,37 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM desired_snapshot_callbacks`); n != len(rows)-3 {
 		t.Errorf("%d desired rows after the refused statements, want %d", n, len(rows)-3)
 	}
+
+	// The retention role prunes history (made old here) and can do
+	// nothing else.
+	h.exec(`UPDATE reconcile_outcomes SET finished_at = finished_at - interval '100 days'`)
+	runsBefore := h.count(`SELECT count(*) FROM reconcile_runs`)
+	outcomesBefore := h.count(`SELECT count(*) FROM reconcile_outcomes`)
+	latest := h.count(`SELECT count(*) FROM reconcile_domain_state WHERE last_outcome_id IS NOT NULL`)
+	pc2 := HistoryPruneConfig{DatabaseURL: r.retentionURL, OlderThan: 90 * 24 * time.Hour, BatchSize: 5, Format: FormatTable}
+	if err := PruneHistory(ctx, pc2, env); err != nil {
+		t.Fatalf("history prune as the retention role: %v\n%s", err, h.log.String())
+	}
+	if n := h.count(`SELECT count(*) FROM reconcile_outcomes`); n != latest || n >= outcomesBefore {
+		t.Errorf("%d outcomes after the prune (%d before), want only the %d latest", n, outcomesBefore, latest)
+	}
+	if n := h.count(`SELECT count(*) FROM reconcile_runs`); n != runsBefore {
+		t.Errorf("%d runs after the prune, want %d", n, runsBefore)
+	}
+	retConn := connect(t, r.retentionURL)
+	denied(t, "retention", retConn,
+		`DELETE FROM reconcile_runs`,
+		`UPDATE reconcile_runs SET status = 'failed'`,
+		`DELETE FROM reconcile_domain_state`,
+		`UPDATE reconcile_domain_state SET last_outcome_id = NULL`,
+		`INSERT INTO reconcile_outcomes (run_id, domain_name, outcome, fingerprint) VALUES (1, 'x', 'applied', 'x')`,
+		`UPDATE reconcile_outcomes SET outcome = 'applied'`,
+		`TRUNCATE reconcile_outcomes`,
+		`SELECT count(*) FROM desired_snapshot_callbacks`,
+		`DELETE FROM desired_snapshot_callbacks`,
+		`DROP TABLE reconcile_outcomes`,
+		`CREATE TABLE public.evil (id int)`,
+	)
 }
 
 // TestRoleFileGrantsOnlyWhatItSays: the privileges the file gives on
@@ -340,7 +380,7 @@ func TestRoleFileGrantsOnlyWhatItSays(t *testing.T) {
 	rows, err := h.db.Pool.Query(context.Background(), `
 		SELECT grantee, table_name, string_agg(privilege_type, ',' ORDER BY privilege_type)
 		FROM information_schema.role_table_grants
-		WHERE grantee IN ($1, $2) GROUP BY 1, 2 ORDER BY 1, 2`, r.job, r.importer)
+		WHERE grantee IN ($1, $2, $3) GROUP BY 1, 2 ORDER BY 1, 2`, r.job, r.importer, r.retention)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +403,9 @@ func TestRoleFileGrantsOnlyWhatItSays(t *testing.T) {
 		"rtest_job.reconcile_failures_by_code": "SELECT",
 		"rtest_imp.desired_snapshot_callbacks": "DELETE,INSERT,SELECT,UPDATE",
 		"rtest_imp.reconcile_schema_version":   "SELECT",
+		"rtest_ret.reconcile_outcomes":         "DELETE,SELECT",
+		"rtest_ret.reconcile_domain_state":     "SELECT",
+		"rtest_ret.reconcile_schema_version":   "SELECT",
 	}
 	for k, w := range want {
 		if got[k] != w {
@@ -377,7 +420,7 @@ func TestRoleFileGrantsOnlyWhatItSays(t *testing.T) {
 	// No sequence privileges are needed (identity columns), none are given.
 	var n int
 	if err := h.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM information_schema.usage_privileges
-		WHERE grantee IN ($1, $2) AND object_type = 'SEQUENCE'`, r.job, r.importer).Scan(&n); err != nil || n != 0 {
+		WHERE grantee IN ($1, $2, $3) AND object_type = 'SEQUENCE'`, r.job, r.importer, r.retention).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d sequence privileges (%v), want none", n, err)
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reconcile/reconcile/internal/apply"
@@ -66,20 +68,83 @@ func (e Env) version() string {
 	return e.Version
 }
 
-// ExitCode maps an error returned by this package to the contract's exit codes.
+// Exit codes of the commands (README "Exit codes"). 0–4 are the contract's;
+// 5 and above are the project's.
+const (
+	// ExitOK: every desired row is done (or the command succeeded).
+	ExitOK = 0
+	// ExitNotDone: the run finished, and some rows are invalid or failed
+	// (also: verify found drift, import stopped on bad lines, report found
+	// no such run, prune refused by --prune-max).
+	ExitNotDone = 1
+	// ExitConfig: bad configuration, credentials refused by the API, the
+	// schema missing or behind, or Postgres refusing the login or the
+	// database named: stopped before or at the first request.
+	ExitConfig = 2
+	// ExitLocked: another run holds the lock; nothing was done.
+	ExitLocked = 3
+	// ExitInterrupted: SIGTERM/SIGINT; outcomes so far are recorded.
+	ExitInterrupted = 4
+	// ExitPending: `reconcile plan` and `reconcile run --dry-run` found
+	// work for the next run.
+	ExitPending = 5
+	// ExitUnavailable: infrastructure failed, not the rows: Postgres
+	// unreachable (past --db-retry-deadline during a run) or failing, the
+	// run lock lost, the credentials provider unavailable. Rerunning later
+	// is the fix (a Kubernetes Job retries it; see deploy/cronjob.yaml).
+	ExitUnavailable = 6
+)
+
+// ErrUnavailable marks an error as an infrastructure failure (exit
+// ExitUnavailable) when nothing more specific says so.
+var ErrUnavailable = errors.New("infrastructure unavailable")
+
+// ExitCode maps an error returned by this package to the exit codes above.
+// Postgres refusing the login (SQLSTATE class 28) or the database named
+// (3D000) is configuration (2); any other database error, a lost run lock
+// and an unavailable credentials provider are infrastructure (6).
 func ExitCode(err error) int {
 	switch {
 	case err == nil:
-		return 0
+		return ExitOK
 	case errors.Is(err, config.ErrUsage), errors.Is(err, apply.ErrCredentials), errors.Is(err, ErrSchema),
-		errors.Is(err, live.ErrNoCredentials), errors.Is(err, live.ErrInsecureEndpoint):
-		return 2
+		errors.Is(err, live.ErrNoCredentials), errors.Is(err, live.ErrInsecureEndpoint), isLoginRefused(err):
+		return ExitConfig
 	case errors.Is(err, db.ErrLocked):
-		return 3
+		return ExitLocked
 	case errors.Is(err, apply.ErrInterrupted):
-		return 4
+		return ExitInterrupted
+	case errors.Is(err, ErrPlanPending):
+		return ExitPending
+	case isUnavailable(err):
+		return ExitUnavailable
 	}
-	return 1
+	return ExitNotDone
+}
+
+// isLoginRefused reports whether Postgres refused the connection's
+// configuration: a bad user or password (class 28) or no such database
+// (3D000). Retrying cannot help.
+func isLoginRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000")
+}
+
+// isUnavailable reports whether err is an infrastructure failure: a
+// database error of any kind (unreachable, connection lost, statement
+// refused), the run lock lost, or the credentials provider failing. It
+// does not use db.IsRetryable, which takes any syscall.Errno (a missing
+// import file, say) for a network error.
+func isUnavailable(err error) bool {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, apply.ErrStore) || errors.Is(err, apply.ErrLockLost) ||
+		errors.Is(err, apply.ErrCredentialsUnavailable) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	var connErr *pgconn.ConnectError
+	var opErr *net.OpError
+	var credErr *live.CredentialsError
+	return errors.As(err, &pgErr) || errors.As(err, &connErr) || errors.As(err, &opErr) || errors.As(err, &credErr)
 }
 
 // Connect opens a pool on url (libpq defaults when empty) and checks it answers.
@@ -113,8 +178,8 @@ func redactURL(error) string {
 
 // Run performs `reconcile run` (or `run --dry-run`) with c, which must be
 // validated. It returns nil when every desired row is done, ErrNotDone when
-// some are invalid or failed, and otherwise an error wrapping one of the
-// sentinels of ExitCode.
+// some are invalid or failed (a dry run: ErrPlanPending when some row is
+// pending or not done), and otherwise an error that ExitCode maps.
 func Run(ctx context.Context, c config.Run, env Env) error {
 	return pass(ctx, c, env, apply.ModeApply)
 }
@@ -165,11 +230,14 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if mode == apply.ModeVerify {
 		command, kind = "verify", db.RunKindVerify
 	}
-	log.Info("starting", "command", command, "version", env.version(), "config", configAttrs(c))
+	t, _, err := ParseTarget(c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "command", command, "version", env.version(), "target", t, "config", configAttrs(c))
 
 	var client *live.Client
 	if !c.DryRun {
-		var err error
 		if client, err = newClient(ctx, c, env); err != nil {
 			return err
 		}
@@ -352,7 +420,7 @@ func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *
 	pending := sum.Add+sum.Update+sum.Invalid+invalidUnchanged+prune > 0
 	exitCode := ExitCode(err)
 	if err == nil && pending {
-		exitCode = ExitCode(ErrNotDone)
+		exitCode = ExitCode(ErrPlanPending)
 	}
 	if ferr := db.FinishRun(fin, pool, runID, db.RunDryRun, note, exitCode); ferr != nil && err == nil {
 		err = ferr
@@ -363,7 +431,7 @@ func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *
 		return err
 	}
 	if pending {
-		return fmt.Errorf("%w: dry run: %s", ErrNotDone, note)
+		return fmt.Errorf("%w: dry run: %s", ErrPlanPending, note)
 	}
 	return nil
 }

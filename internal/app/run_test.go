@@ -429,8 +429,8 @@ func TestDryRunChangesNothing(t *testing.T) {
 	c := h.config()
 	c.DryRun = true
 	err := h.run(c, testSecret)
-	if ExitCode(err) != 1 {
-		t.Fatalf("dry run = %v, want exit 1 (rows pending)", err)
+	if ExitCode(err) != ExitPending {
+		t.Fatalf("dry run = %v, want exit 5 (rows pending, as plan)", err)
 	}
 	out := h.log.String()
 	if !strings.Contains(out, "add a.example.com\n") || !strings.Contains(out, `invalid row "b.example.com": notify_url`) {
