@@ -174,17 +174,18 @@ func connectRun(ctx context.Context, c config.Run, log *slog.Logger, st *store) 
 		return nil, err
 	}
 	var pool *pgxpool.Pool
-	err = st.retry(ctx, "connect", func(ctx context.Context) error {
+	err = st.retry(ctx, "connect", func(ctx context.Context) (err error) {
 		if pool == nil {
 			if pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 				return err
 			}
 		}
-		err := pool.Ping(ctx)
+		err = pool.Ping(ctx)
 		if db.IsUnsupportedStartupParameter(err) {
 			log.Info("the connection pooler refuses server settings at connect; statement and lock waits are bounded by the client only",
 				"error", err)
 			pool.Close()
+			pool = nil
 			db.DropServerSettings(pc.ConnConfig, c.DatabaseURL)
 			if pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 				return err
