@@ -90,6 +90,8 @@ GRANT SELECT, INSERT ON public.reconcile_outcomes TO reconcile_job;
 -- Run rows (begin, counters, finish, mark abandoned) and the latest outcome
 -- per domain (upserted with each outcome batch).
 GRANT SELECT, INSERT, UPDATE ON public.reconcile_runs, public.reconcile_domain_state TO reconcile_job;
+-- The run claim (a lease row: take, renew, release; never deleted).
+GRANT SELECT, INSERT, UPDATE ON public.reconcile_run_lease TO reconcile_job;
 -- The status view (pending rows, plan) and the report views.
 GRANT SELECT ON public.snapshot_callback_status, public.reconcile_run_summary, public.reconcile_failures_by_code
     TO reconcile_job;

@@ -201,10 +201,13 @@ func TestCrashAnywhere(t *testing.T) {
 				i+1, code, p.stderr.String())
 		}
 		kills++
-		// The dead process's sessions end once Postgres notices; until then
-		// its run lock is held and a successor would rightly exit 3. Start
-		// the next one when the lock is free.
-		f.waitFor(fmt.Sprintf("kill %d: the run lock to be released", i+1), nil, func() bool { return !runLockHeld(f) })
+		// The dead process's claim stays until it expires (db.RunLeaseTTL
+		// after its last renewal); until then a successor would rightly exit
+		// 3. Expire it, as that much time would.
+		if !runLockHeld(f) {
+			t.Fatalf("kill %d: the killed process's claim vanished before it expired", i+1)
+		}
+		f.expireClaim()
 		if landed {
 			flushLanded++
 		}
@@ -236,14 +239,18 @@ func TestCrashAnywhere(t *testing.T) {
 	}
 }
 
-// runLockHeld reports whether some session holds the run lock
-// (pg_try_advisory_lock(db.RunLockKey)) on the fixture's database.
+// runLockHeld reports whether some process holds a live run claim (a
+// reconcile_run_lease row that has not expired) on the fixture's database.
 func runLockHeld(f *fixture) bool {
-	k := db.RunLockKey
-	key := uint64(k)
-	return f.count(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1`, int64(key>>32), int64(key&0xffffffff)) > 0
+	return f.count(`SELECT count(*) FROM reconcile_run_lease WHERE name = $1 AND expires_at > now()`, db.RunLockName) > 0
+}
+
+// expireClaim stands in for the passage of db.RunLeaseTTL after a holder
+// died: its claim expires (by the database's clock) and the next run may
+// take it over.
+func (f *fixture) expireClaim() {
+	f.t.Helper()
+	f.exec(`UPDATE reconcile_run_lease SET expires_at = now() WHERE expires_at > now()`)
 }
 
 func countFlushLeft(evs []crashEvent) int {

@@ -88,6 +88,14 @@ func TestKill9AndRerun(t *testing.T) {
 			}
 			t.Logf("killed run %d with %d outcomes recorded, %d requests seen by the simulator", killed, atKill, f.sim.Stats().Total)
 
+			// The dead process's claim holds until it expires: a run started
+			// at once exits 3 and sends nothing.
+			sentAtKill := f.sim.Stats().Total
+			if p, code := f.run(nil, args...); code != 3 || f.sim.Stats().Total != sentAtKill {
+				t.Fatalf("run right after the kill: exit %d, %d requests; want 3 and none\nstderr:\n%s",
+					code, f.sim.Stats().Total-sentAtKill, p.stderr.String())
+			}
+			f.expireClaim() // as db.RunLeaseTTL would
 			f.rerunUntilDone(5, nil, args...)
 
 			st := f.checkAllDone(rows)

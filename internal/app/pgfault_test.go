@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,44 +112,47 @@ func TestPoolConnectionsTerminated(t *testing.T) {
 	}
 }
 
-// TestLockConnectionLost: the connection that holds the run lock is killed:
-// the run stops dispatching at once, says so, records what finished; the
-// rerun completes.
-func TestLockConnectionLost(t *testing.T) {
+// TestClaimTakenOver: another run takes the claim over (possible once it
+// expired): the run stops dispatching at its next renewal, records why on
+// its run row, exits 1; the rerun completes.
+func TestClaimTakenOver(t *testing.T) {
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 6})
-	h.rows(600)
+	h.rows(1500)
 	c := h.config()
-	c.Rate = 100
+	c.Rate = 100 // 15 s of work; the claim is renewed every db.RunLeaseRenewInterval
 	errc := make(chan error, 1)
 	go func() { errc <- h.run(c, testSecret) }()
 	waitFor(t, "outcomes", func() bool { return h.count(`SELECT count(*) FROM reconcile_outcomes`) >= 50 })
-	if _, err := testdb.AdminPool(t).Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = $1 AND application_name = $2`, h.db.Name, db.LockApplicationName); err != nil {
-		t.Fatal(err)
-	}
+	h.exec(`UPDATE reconcile_run_lease SET holder = 'another-run', expires_at = now() + interval '1 hour'`)
 	err := <-errc
-	if !errors.Is(err, apply.ErrLockLost) || ExitCode(err) != ExitUnavailable {
-		t.Fatalf("run = %v (exit %d), want ErrLockLost (exit 6)", err, ExitCode(err))
+	if !errors.Is(err, apply.ErrLockLost) || !errors.Is(err, db.ErrLeaseLost) || ExitCode(err) != ExitUnavailable {
+		t.Fatalf("run = %v (exit %d), want ErrLockLost and db.ErrLeaseLost (exit 6)", err, ExitCode(err))
 	}
 	sent := len(h.sim.Log())
-	if sent >= 600 {
-		t.Fatalf("the run went on after losing its lock: %d requests", sent)
+	if sent >= 1500 {
+		t.Fatalf("the run went on after losing its claim: %d requests", sent)
 	}
 	// Every request the simulator answered has its outcome recorded.
 	if n := h.count(`SELECT count(*) FROM reconcile_outcomes`); n != len(h.sim.Configs()) {
 		t.Fatalf("%d outcomes for %d applied configs", n, len(h.sim.Configs()))
 	}
 	run, _ := db.LatestRun(context.Background(), h.db.Pool)
-	if run.Status != db.RunFailed || run.Note == "" {
-		t.Fatalf("run row %+v, want failed with a note", run)
+	if run.Status != db.RunFailed || !strings.Contains(run.Note, "took it over") {
+		t.Fatalf("run row %+v, want failed with a note saying the claim was taken over", run)
 	}
+	// The other holder's claim is left alone; once it is gone, a rerun completes.
+	if n := h.count(`SELECT count(*) FROM reconcile_run_lease WHERE holder = 'another-run' AND expires_at > now()`); n != 1 {
+		t.Fatalf("the loser touched the winner's claim")
+	}
+	h.exec(`UPDATE reconcile_run_lease SET expires_at = now()`)
 	if err := h.run(c, testSecret); err != nil {
 		t.Fatalf("rerun: %v", err)
 	}
 	h.checkDoneOnce()
 }
 
-// proxy is a TCP proxy to Postgres that the test can cut and restore.
+// proxy is a TCP proxy to Postgres that the test can cut, blackhole and
+// restore.
 type proxy struct {
 	t      *testing.T
 	target string
@@ -157,6 +160,7 @@ type proxy struct {
 	ln     net.Listener
 	addr   string
 	conns  []net.Conn
+	holed  bool
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -172,7 +176,7 @@ func (p *proxy) listen(addr string) {
 		p.t.Fatal(err)
 	}
 	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
+	p.ln, p.addr, p.holed = ln, ln.Addr().String(), false
 	p.mu.Unlock()
 	go func() {
 		for {
@@ -180,18 +184,55 @@ func (p *proxy) listen(addr string) {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			holed := p.holed
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
+			if holed {
+				continue // accepted, never answered
+			}
 			up, err := net.Dial("tcp", p.target)
 			if err != nil {
 				c.Close()
 				continue
 			}
 			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
+			p.conns = append(p.conns, up)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
+			go p.pump(up, c)
+			go p.pump(c, up)
 		}
 	}()
+}
+
+// pump forwards src to dst until either ends; while the proxy is
+// blackholed it reads and drops: the peers see silence, not a closed
+// connection.
+func (p *proxy) pump(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		holed := p.holed
+		p.mu.Unlock()
+		if n > 0 && !holed {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	dst.Close()
+}
+
+// blackhole stops forwarding on every connection, and new connections are
+// accepted but never answered: a network partition, as the job sees it.
+func (p *proxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holed = true
 }
 
 // cut closes the listener and every proxied connection: Postgres is unreachable.
@@ -242,6 +283,9 @@ func TestDatabaseUnreachable(t *testing.T) {
 	}
 	t.Logf("run stopped with: %v", err)
 	p.listen(p.addr) // Postgres is back
+	// The stopped run could not release its claim (no database): it expires
+	// db.RunLeaseTTL after its last renewal; expire it as that time would.
+	h.exec(`UPDATE reconcile_run_lease SET expires_at = now()`)
 	if err := h.run(c, testSecret); err != nil {
 		t.Fatalf("rerun: %v", err)
 	}

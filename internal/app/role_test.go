@@ -397,6 +397,7 @@ func TestRoleFileGrantsOnlyWhatItSays(t *testing.T) {
 		"rtest_job.reconcile_outcomes":         "INSERT,SELECT",
 		"rtest_job.reconcile_runs":             "INSERT,SELECT,UPDATE",
 		"rtest_job.reconcile_domain_state":     "INSERT,SELECT,UPDATE",
+		"rtest_job.reconcile_run_lease":        "INSERT,SELECT,UPDATE",
 		"rtest_job.reconcile_schema_version":   "SELECT",
 		"rtest_job.snapshot_callback_status":   "SELECT",
 		"rtest_job.reconcile_run_summary":      "SELECT",

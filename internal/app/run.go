@@ -39,6 +39,48 @@ var (
 	ErrSchema = errors.New("schema not ready")
 )
 
+// Bounds of the shutdown after SIGTERM/SIGINT, on top of --grace (the
+// requests' own time): the process ends within --grace plus their sum plus
+// the time to close its sockets, whatever the database is doing.
+const (
+	// ShutdownWriteTimeout: after --grace, how long writing the finished
+	// outcomes may still take. Outcomes not written by then stay pending.
+	ShutdownWriteTimeout = 3 * time.Second
+	// ShutdownFinishTimeout: then, how long recording the run's end may
+	// take. A run row left running is marked abandoned by the next run.
+	ShutdownFinishTimeout = 2 * time.Second
+	// ShutdownReleaseTimeout: then, how long releasing the run claim may
+	// take; a claim not released expires on its own (db.RunLeaseTTL).
+	ShutdownReleaseTimeout = time.Second
+	// PoolCloseTimeout: last, how long closing the pool may take; a
+	// connection stuck on a silent network is left to close in the
+	// background (the process exits).
+	PoolCloseTimeout = time.Second
+	// finishTimeout bounds recording the run's end without a signal.
+	finishTimeout = 10 * time.Second
+)
+
+// finishContext is the context of the statements that record a run's end:
+// they run even after a signal, for finishTimeout or --db-retry-deadline
+// (the shorter), and no later than finHalt (the shutdown bound).
+func finishContext(ctx, finHalt context.Context, deadline time.Duration) (context.Context, context.CancelFunc) {
+	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(finishTimeout, deadline))
+	stop := context.AfterFunc(finHalt, cancel)
+	return fin, func() { stop(); cancel() }
+}
+
+// closePool closes pool, waiting at most PoolCloseTimeout.
+func closePool(pool *pgxpool.Pool) {
+	done := make(chan struct{})
+	go func() { pool.Close(); close(done) }()
+	t := time.NewTimer(PoolCloseTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
 // ApplicationName is the application_name of the job's pool connections
 // (unless the connection string sets one), so that they can be told apart
 // in pg_stat_activity; the lock connection's is db.LockApplicationName.
@@ -147,8 +189,28 @@ func isUnavailable(err error) bool {
 	return errors.As(err, &pgErr) || errors.As(err, &connErr) || errors.As(err, &opErr) || errors.As(err, &credErr)
 }
 
-// Connect opens a pool on url (libpq defaults when empty) and checks it answers.
+// Connect opens a pool on url (libpq defaults when empty) and checks it
+// answers. The pool's connections are set up by db.ConfigureConn without
+// server-side timeouts: a query mode that works through connection poolers
+// (unless url sets default_query_exec_mode), TCP keepalives and
+// TCP_USER_TIMEOUT. `reconcile run` uses connectRun instead.
 func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	pc, err := poolConfig(url, maxConns, db.ConnOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	return pool, nil
+}
+
+func poolConfig(url string, maxConns int32, o db.ConnOptions) (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --database-url: %v", config.ErrUsage, redactURL(err))
@@ -159,12 +221,47 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = ApplicationName
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	db.ConfigureConn(pc.ConnConfig, url, o)
+	return pc, nil
+}
+
+// connectRun opens the pool of `reconcile run`: like Connect, plus the
+// server-side bounds of db.ConfigureConn (statement_timeout, lock_timeout,
+// idle_in_transaction_session_timeout, the server's keepalives). A pooler
+// that refuses those startup parameters (PgBouncer does, unless they are in
+// its ignore_startup_parameters) gets a second pool without them; then only
+// the client-side deadlines bound the waits. An unreachable database is
+// retried until c.DBRetryDeadline.
+func connectRun(ctx context.Context, c config.Run, log *slog.Logger, st *store) (*pgxpool.Pool, error) {
+	pc, err := poolConfig(c.DatabaseURL, int32(max(4, min(c.Concurrency/4, 16))), db.ConnOptions{ServerTimeouts: true})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+		return nil, err
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+	var pool *pgxpool.Pool
+	err = st.retry(ctx, "connect", func(ctx context.Context) (err error) {
+		if pool == nil {
+			if pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+				return err
+			}
+		}
+		err = pool.Ping(ctx)
+		if db.IsUnsupportedStartupParameter(err) {
+			log.Info("the connection pooler refuses server settings at connect; statement and lock waits are bounded by the client only",
+				"error", err)
+			pool.Close()
+			pool = nil
+			db.DropServerSettings(pc.ConnConfig, c.DatabaseURL)
+			if pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+				return err
+			}
+			err = pool.Ping(ctx)
+		}
+		return err
+	})
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
 		return nil, fmt.Errorf("connecting to Postgres: %w", err)
 	}
 	return pool, nil
@@ -244,12 +341,28 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		defer client.Close()
 	}
 
-	pool, err := Connect(ctx, c.DatabaseURL, int32(max(4, min(c.Concurrency/4, 16))))
+	// After a signal, database calls get --grace plus ShutdownWriteTimeout
+	// (outcome writes) and then ShutdownFinishTimeout (the run's end): a
+	// stuck database cannot hold the process past them. Outcomes not
+	// written by then stay pending for the next run.
+	halt, haltNow := context.WithCancel(context.WithoutCancel(ctx))
+	defer haltNow()
+	finHalt, finHaltNow := context.WithCancel(context.WithoutCancel(ctx))
+	defer finHaltNow()
+	defer context.AfterFunc(ctx, func() {
+		time.AfterFunc(c.Grace+ShutdownWriteTimeout, haltNow)
+		time.AfterFunc(c.Grace+ShutdownWriteTimeout+ShutdownFinishTimeout, finHaltNow)
+	})()
+	st := &store{deadline: c.DBRetryDeadline, halt: halt,
+		onRetry: func(op string, err error) { log.Warn("database call failed; retrying", "op", op, "error", err) }}
+
+	pool, err := connectRun(ctx, c, log, st)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	if err := db.CheckSchema(ctx, pool); err != nil {
+	defer closePool(pool)
+	st.pool = pool
+	if err := st.retry(ctx, "check the schema", func(ctx context.Context) error { return db.CheckSchema(ctx, pool) }); err != nil {
 		if errors.Is(err, db.ErrSchemaAhead) {
 			log.Warn("the schema is newer than this program; continuing", "error", err)
 		} else if errors.Is(err, db.ErrSchemaMissing) || errors.Is(err, db.ErrSchemaBehind) {
@@ -258,15 +371,37 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 			return err
 		}
 	}
-	lock, err := db.AcquireRunLock(ctx, pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return err
-	}
-	defer lock.Release(context.WithoutCancel(ctx))
-	if n, err := db.AbandonRunning(ctx, pool); err != nil {
-		return err
-	} else if n > 0 {
-		log.Warn("marked runs left running by a dead process as failed", "runs", n)
+	// A dry run only reads and records its own dry_run row: it neither
+	// takes nor needs the run claim, so it never makes a real run exit 3.
+	var lock *db.RunLock
+	if !c.DryRun {
+		err := st.retry(ctx, "take the run lock", func(ctx context.Context) (err error) {
+			lock, err = db.AcquireRunLock(ctx, pool.Config().ConnConfig.Copy())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.RunLeaseCallTimeout)
+			if ctx.Err() != nil {
+				rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), ShutdownReleaseTimeout)
+			}
+			defer cancel()
+			if err := lock.Release(rctx); err != nil {
+				log.Warn("cannot release the run lock; it expires on its own", "error", err, "ttl", db.RunLeaseTTL)
+			}
+		}()
+		// Only with the claim held: no live process owns a running run.
+		var n int64
+		if err := st.retry(ctx, "mark abandoned runs", func(ctx context.Context) (err error) {
+			n, err = db.AbandonRunning(ctx, pool)
+			return err
+		}); err != nil {
+			return err
+		} else if n > 0 {
+			log.Warn("marked runs left running by a dead process as failed", "runs", n)
+		}
 	}
 
 	host, _ := os.Hostname()
@@ -274,26 +409,34 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if c.DryRun {
 		status = db.RunDryRun
 	}
-	runID, err := db.BeginRun(ctx, pool, db.RunStart{Status: status, Rate: c.Rate, Concurrency: c.Concurrency,
-		HostName: host, Version: env.version(), Kind: kind})
+	var runID int64
+	// Not idempotent: retried only when the statement surely was not sent.
+	err = st.retryIf(ctx, "begin the run", pgconn.SafeToRetry, func(ctx context.Context) (err error) {
+		runID, err = db.BeginRun(ctx, pool, db.RunStart{Status: status, Rate: c.Rate, Concurrency: c.Concurrency,
+			HostName: host, Version: env.version(), Kind: kind})
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	log = log.With("run_id", runID)
 	var total, invalidUnchanged int64
-	if mode == apply.ModeVerify {
-		total, err = db.CountDesired(ctx, pool)
-	} else if total, err = db.CountPending(ctx, pool); err == nil {
-		invalidUnchanged, err = db.CountInvalidUnchanged(ctx, pool)
-	}
+	err = st.retry(ctx, "count pending rows", func(ctx context.Context) (err error) {
+		if mode == apply.ModeVerify {
+			total, err = db.CountDesired(ctx, pool)
+			return err
+		}
+		if total, err = db.CountPending(ctx, pool); err == nil {
+			invalidUnchanged, err = db.CountInvalidUnchanged(ctx, pool)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	st := &store{pool: pool, deadline: c.DBRetryDeadline,
-		onRetry: func(op string, err error) { log.Warn("database call failed; retrying", "op", op, "error", err) }}
 
 	if c.DryRun {
-		return dryRun(ctx, c, env, log, pool, st, runID, total, invalidUnchanged)
+		return dryRun(ctx, c, env, log, pool, st, runID, total, invalidUnchanged, finHalt)
 	}
 
 	log.Info(command+" started", "rows", total, "invalid_unchanged", invalidUnchanged)
@@ -316,8 +459,12 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 		env.ProgressDone()
 	}
 
+	if errors.Is(runErr, apply.ErrLockLost) && lock.Err() != nil {
+		runErr = fmt.Errorf("%w: %w", runErr, lock.Err()) // the note says why
+	}
+
 	// Record the end of the run, even after a signal (its own short deadline).
-	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	fin, cancel := finishContext(ctx, finHalt, c.DBRetryDeadline)
 	defer cancel()
 	if invalidUnchanged > 0 {
 		if err := db.AddRunCounts(fin, pool, runID, db.RunCounters{InvalidUnchanged: invalidUnchanged}); err != nil {
@@ -404,14 +551,14 @@ func notDoneText(counts map[model.Outcome]int64, invalidUnchanged int64) string 
 }
 
 func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *pgxpool.Pool, st *store,
-	runID, total, invalidUnchanged int64) error {
+	runID, total, invalidUnchanged int64, finHalt context.Context) error {
 	log.Info("dry run: nothing will be called", "pending", total, "invalid_unchanged", invalidUnchanged)
 	sum, err := apply.DryRun(ctx, st, c.PageSize, env.Stdout)
 	var prune int64
 	if err == nil && c.Prune {
 		prune, err = apply.DryRunPrune(ctx, st, c.PageSize, c.PruneMax, env.Stdout)
 	}
-	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	fin, cancel := finishContext(ctx, finHalt, c.DBRetryDeadline)
 	defer cancel()
 	note := fmt.Sprintf("would add %d, update %d; %d invalid; %d invalid and unchanged", sum.Add, sum.Update, sum.Invalid, invalidUnchanged)
 	if c.Prune {

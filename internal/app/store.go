@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,19 +20,56 @@ const (
 )
 
 // store adapts package db to apply.Store: it retries retryable failures
-// (connection lost, server restarting) with backoff until deadline.
+// (connection lost, server restarting, a lock wait cut by lock_timeout)
+// with backoff until deadline. deadline bounds every wait, not only the
+// pauses between attempts: an attempt's context ends at the deadline too, so
+// a call that hangs (a partition, a lock another session holds) ends there.
 type store struct {
 	pool     *pgxpool.Pool
 	deadline time.Duration
-	onRetry  func(op string, err error)
+	// halt, when done, ends every call at once (the shutdown bound after a
+	// signal); apply writes outcomes with a context that a signal does not
+	// cancel.
+	halt    context.Context
+	onRetry func(op string, err error)
 }
 
+// ErrDBDeadline: a database call got no answer within --db-retry-deadline.
+var ErrDBDeadline = errors.New("no answer from the database within --db-retry-deadline")
+
+// errShutdown is the cause of calls ended by the shutdown bound.
+var errShutdown = errors.New("the shutdown deadline (--grace plus a few seconds) passed")
+
 func (s *store) retry(ctx context.Context, op string, f func(context.Context) error) error {
+	return s.retryIf(ctx, op, db.IsRetryable, f)
+}
+
+// retryIf calls f until it succeeds, fails with an error retryable does not
+// accept, ctx (or s.halt) is done, or s.deadline has passed since the first
+// call.
+func (s *store) retryIf(ctx context.Context, op string, retryable func(error) bool, f func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if s.halt != nil {
+		defer context.AfterFunc(s.halt, func() { cancel(errShutdown) })()
+	}
 	give := time.Now().Add(s.deadline)
+	callCtx, callCancel := context.WithDeadline(ctx, give)
+	defer callCancel()
 	wait := dbRetryFirst
 	for {
-		err := f(ctx)
-		if err == nil || !db.IsRetryable(err) || time.Now().Add(wait).After(give) {
+		err := f(callCtx)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			if cause := context.Cause(ctx); errors.Is(cause, errShutdown) {
+				return fmt.Errorf("%s: %w: %w", op, cause, err)
+			}
+			return err
+		case callCtx.Err() != nil:
+			return fmt.Errorf("%s: %w (%s): %w", op, ErrDBDeadline, s.deadline, err)
+		case !retryable(err) || time.Now().Add(wait).After(give):
 			return err
 		}
 		if s.onRetry != nil {
@@ -38,7 +77,7 @@ func (s *store) retry(ctx context.Context, op string, f func(context.Context) er
 		}
 		t := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-callCtx.Done():
 			t.Stop()
 			return err
 		case <-t.C:

@@ -81,3 +81,45 @@ UPDATE reconcile_runs r SET failed = r.failed + n.failed FROM n WHERE r.id = $1`
 		return err
 	})
 }
+
+// BenchmarkQueryExecMode compares pgx's default query mode (named prepared
+// statements) with db.DefaultQueryExecMode (cached descriptions, unnamed
+// statements) on a run's hot statements: a page of pending rows and an
+// outcome batch.
+func BenchmarkQueryExecMode(b *testing.B) {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, db.DefaultQueryExecMode} {
+		b.Run(strings.ReplaceAll(mode.String(), " ", "_"), func(b *testing.B) {
+			tdb := testdb.New(b)
+			ctx := context.Background()
+			if _, err := tdb.Pool.Exec(ctx, `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url)
+				SELECT format('d%06s.example.com', i), 'https://hooks.example.com/snap' FROM generate_series(1, 2000) i`); err != nil {
+				b.Fatal(err)
+			}
+			pc, err := pgxpool.ParseConfig(tdb.URL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pc.ConnConfig.DefaultQueryExecMode = mode
+			pool, err := pgxpool.NewWithConfig(ctx, pc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close()
+			run := beginRun(b, pool)
+			b.Run("pending_page_1000", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := db.PendingPage(ctx, pool, "", 1000); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("write_outcomes_100", func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					if _, err := db.WriteOutcomes(ctx, pool, run, benchResults(run, 100, i), db.RunCounters{Requests: 1}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -49,7 +49,8 @@ var (
 	// migrated it). Migrations only add, so an older program may go on;
 	// callers should log it as a warning rather than stop.
 	ErrSchemaAhead = errors.New("reconcile schema is newer than this program")
-	// ErrLocked: another process holds the run lock on this database.
+	// ErrLocked: another process holds a live run claim on this database
+	// (see AcquireRunLock).
 	ErrLocked = errors.New("another reconcile run holds the lock")
 	// ErrRunNotFound: no reconcile_runs row has the id (or there is no run yet).
 	ErrRunNotFound = errors.New("run not found")
@@ -66,9 +67,10 @@ var (
 // call may be tried again (after a pause): connection refused or reset, the
 // connection lost mid-statement (io.EOF), server shutdown or restart (57P01
 // admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now), any
-// connection exception (class 08), too many connections (53300), and
+// connection exception (class 08), too many connections (53300),
 // serialization failure or deadlock (40001, 40P01; the transaction was rolled
-// back). It is false for nil, context cancellation or deadline, a closed
+// back), and a lock wait cut by lock_timeout (55P03: another session holds
+// the lock; waiting again may succeed). It is false for nil, context cancellation or deadline, a closed
 // pool, and every other server error (constraint violations, syntax, auth).
 //
 // WriteOutcomes is idempotent, so retrying it after a retryable error that
@@ -84,7 +86,7 @@ func IsRetryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", "53300", "40001", "40P01":
+		case "57P01", "57P02", "57P03", "53300", "40001", "40P01", "55P03":
 			return true
 		}
 		return strings.HasPrefix(pgErr.Code, "08")
