@@ -85,13 +85,13 @@ func TestRunsRecordWhatTheySentAndTheirExitCode(t *testing.T) {
 		t.Errorf("fixed row: %q, want %q", got["bad.example.com"], w)
 	}
 
-	// A dry run that finds work exits 1 and says so in its row.
+	// A dry run that finds work exits 5 and says so in its row.
 	h.insert(row{"c.example.com", goodURL, false, nil, nil})
 	c.Prune, c.DryRun = false, true
-	if err := h.run(c, testSecret); !errors.Is(err, ErrNotDone) {
-		t.Fatalf("dry run = %v, want ErrNotDone", err)
+	if err := h.run(c, testSecret); !errors.Is(err, ErrPlanPending) {
+		t.Fatalf("dry run = %v, want ErrPlanPending", err)
 	}
-	if r := latestRun(); r.Status != db.RunDryRun || r.ExitCode != 1 {
-		t.Errorf("dry run with work: status %s, exit_code %d; want dry_run, 1", r.Status, r.ExitCode)
+	if r := latestRun(); r.Status != db.RunDryRun || r.ExitCode != ExitPending {
+		t.Errorf("dry run with work: status %s, exit_code %d; want dry_run, 5", r.Status, r.ExitCode)
 	}
 }

@@ -176,8 +176,8 @@ func TestReadOnlyCommandsNeedNoClaim(t *testing.T) {
 	c.DryRun = true
 	out := newBlockingWriter()
 	close(out.release)
-	if err := h.runCtx(ctx, c, out); !errors.Is(err, ErrNotDone) || ExitCode(err) != 1 {
-		t.Fatalf("dry run while a run holds the claim = %v (exit %d), want ErrNotDone (exit 1)", err, ExitCode(err))
+	if err := h.runCtx(ctx, c, out); !errors.Is(err, ErrPlanPending) || ExitCode(err) != ExitPending {
+		t.Fatalf("dry run while a run holds the claim = %v (exit %d), want ErrPlanPending (exit 5)", err, ExitCode(err))
 	}
 	if !strings.Contains(out.buf.String(), "add pg0000.example.com") {
 		t.Fatalf("dry run printed no plan:\n%s", out.buf.String())
@@ -199,7 +199,7 @@ func TestReadOnlyCommandsNeedNoClaim(t *testing.T) {
 		t.Fatalf("run while a dry run is in progress = %v (exit %d), want success", err, ExitCode(err))
 	}
 	close(out.release)
-	if err := await(t, dry, "the dry run to end"); err != nil && !errors.Is(err, ErrNotDone) {
+	if err := await(t, dry, "the dry run to end"); err != nil && !errors.Is(err, ErrPlanPending) {
 		t.Fatalf("dry run: %v", err)
 	}
 	h.checkDoneOnce()
@@ -207,7 +207,7 @@ func TestReadOnlyCommandsNeedNoClaim(t *testing.T) {
 
 // TestPartitionStopsRun: the database is partitioned away mid-run (the
 // proxy accepts and reads but forwards nothing): the run stops within
-// --db-retry-deadline instead of waiting for TCP to give up, exits 1, and
+// --db-retry-deadline instead of waiting for TCP to give up, exits 6, and
 // a rerun once the network is back completes with nothing lost or doubled.
 func TestPartitionStopsRun(t *testing.T) {
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 14})
@@ -221,8 +221,8 @@ func TestPartitionStopsRun(t *testing.T) {
 	waitFor(t, "outcomes", func() bool { return h.count(`SELECT count(*) FROM reconcile_outcomes`) >= 50 })
 	p.blackhole()
 	err := await(t, errc, "the partitioned run to stop")
-	if ExitCode(err) != 1 {
-		t.Fatalf("partitioned run = %v (exit %d), want exit 1", err, ExitCode(err))
+	if ExitCode(err) != ExitUnavailable {
+		t.Fatalf("partitioned run = %v (exit %d), want exit 6", err, ExitCode(err))
 	}
 	t.Logf("partitioned run stopped with: %v", err)
 	if len(h.sim.Log()) >= 600 {
@@ -316,7 +316,7 @@ func TestSignalWhileDatabaseStuck(t *testing.T) {
 // TestStartWaitsForDatabase: the database is unreachable when the run
 // starts: it retries (within --db-retry-deadline) and works once the
 // database answers; with the database gone for longer it gives up after the
-// deadline (exit 1).
+// deadline (exit 6).
 func TestStartWaitsForDatabase(t *testing.T) {
 	h := newHarness(t, livesim.Options{Seed: 16})
 	h.rows(30)
@@ -327,8 +327,8 @@ func TestStartWaitsForDatabase(t *testing.T) {
 
 	c.DBRetryDeadline = 500 * time.Millisecond
 	err := h.run(c, testSecret)
-	if !errors.Is(err, ErrDBDeadline) && !db.IsRetryable(err) || ExitCode(err) != 1 {
-		t.Fatalf("run with the database gone = %v (exit %d), want a connection error (exit 1)", err, ExitCode(err))
+	if !errors.Is(err, ErrDBDeadline) && !db.IsRetryable(err) || ExitCode(err) != ExitUnavailable {
+		t.Fatalf("run with the database gone = %v (exit %d), want a connection error (exit 6)", err, ExitCode(err))
 	}
 	if !strings.Contains(h.log.String(), "database call failed; retrying") {
 		t.Fatalf("no retry logged before giving up:\n%s", h.log.String())
@@ -363,8 +363,17 @@ func TestRunConnectionSettings(t *testing.T) {
 	if m := pool.Config().ConnConfig.DefaultQueryExecMode; m != db.DefaultQueryExecMode {
 		t.Fatalf("query mode %v, want %v", m, db.DefaultQueryExecMode)
 	}
-	for name, want := range map[string]string{"statement_timeout": "1min", "lock_timeout": "10s",
-		"idle_in_transaction_session_timeout": "30s", "tcp_keepalives_idle": "15", "tcp_user_timeout": "30000"} {
+	want := map[string]string{"statement_timeout": "1min", "lock_timeout": "10s",
+		"idle_in_transaction_session_timeout": "30s", "tcp_keepalives_idle": "15", "tcp_user_timeout": "30000"}
+	var unixSocket bool
+	if err := pool.QueryRow(ctx, "SELECT inet_server_addr() IS NULL").Scan(&unixSocket); err != nil {
+		t.Fatal(err)
+	}
+	if unixSocket { // the test cluster listens on a Unix socket: no TCP settings to see
+		delete(want, "tcp_keepalives_idle")
+		delete(want, "tcp_user_timeout")
+	}
+	for name, want := range want {
 		var got string
 		if err := pool.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
 			t.Fatal(err)
