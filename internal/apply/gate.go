@@ -38,6 +38,12 @@ const (
 	// MinAdaptiveRate is the floor of the adaptive rate, as a share of the
 	// configured rate.
 	MinAdaptiveRate = 0.05
+	// PressingShare: the accepted rate measured in the second before a
+	// throttled request estimates the budget only when the job was sending
+	// at PressingShare of its rate or more then. A job that sent less (a
+	// stalled process, arrivals bunched by a stall on the way) measures its
+	// own stall, not the budget; the rate is then cut by AIMDDecrease.
+	PressingShare = 0.8
 	// BreakerWindow is how many recent answers the circuit breaker looks at.
 	BreakerWindow = 100
 	// BreakerPause is the first pause after the breaker trips; it doubles on
@@ -106,6 +112,8 @@ type Gate struct {
 	lastThrottled time.Time // last throttled answer
 	episodeSent   time.Time // send time of the throttled request that set the last cut
 	episodeFrom   time.Time // the earliest send time of the last cut's episode
+	cutFrom       float64   // the rate before the last cut
+	firstSend     time.Time // the first Commit
 
 	brk breaker
 }
@@ -189,6 +197,9 @@ func (g *Gate) Commit(now time.Time, t *Ticket) (time.Duration, Send) {
 		return d, 0
 	}
 	g.lastCommit = now
+	if g.firstSend.IsZero() {
+		g.firstSend = now
+	}
 	return 0, g.sends.commit(now)
 }
 
@@ -246,7 +257,7 @@ func (g *Gate) Throttled(now time.Time, s Send, retryAfter time.Duration) {
 		if !measurable || !sent.Before(g.episodeSent) || sent.Before(g.episodeFrom) {
 			return
 		}
-		if n := float64(g.sends.acceptedBefore(sent)); n < g.cur {
+		if n, ok := g.budgetBefore(sent, g.cutFrom); ok && n < g.cur {
 			g.setRateLocked(math.Max(n, g.max*MinAdaptiveRate))
 			g.episodeSent = sent
 		}
@@ -254,10 +265,13 @@ func (g *Gate) Throttled(now time.Time, s Send, retryAfter time.Duration) {
 	}
 	next := g.cur * AIMDDecrease
 	if measurable {
-		if n := float64(g.sends.acceptedBefore(sent)); n < g.cur {
+		if n, ok := g.budgetBefore(sent, g.cur); ok && n < g.cur {
 			next = n
+		} else if !ok {
+			measurable = false // nothing to refine this episode with
 		}
 	}
+	g.cutFrom = g.cur
 	g.episodeFrom = g.lastCut.Add(window)
 	if g.lastCut.IsZero() {
 		g.episodeFrom = time.Time{}
@@ -268,6 +282,17 @@ func (g *Gate) Throttled(now time.Time, s Send, retryAfter time.Duration) {
 	}
 	g.lastCut, g.lastGrow = now, now
 	g.setRateLocked(math.Max(next, g.max*MinAdaptiveRate))
+}
+
+// budgetBefore estimates the budget left to this job from the second before
+// sent: the number of its requests accepted then. ok is false when the job
+// sent fewer than PressingShare of rate in that second (or in the part of
+// it since its first send): it was not pressing on the budget, so what was
+// accepted says nothing about it.
+func (g *Gate) budgetBefore(sent time.Time, rate float64) (n float64, ok bool) {
+	all, accepted := g.sends.before(sent)
+	span := min(time.Second, sent.Sub(g.firstSend))
+	return float64(accepted), float64(all) >= PressingShare*math.Floor(rate)*span.Seconds()
 }
 
 // setRateLocked lowers the rate to r and re-spaces: reservations booked at

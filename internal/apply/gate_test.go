@@ -340,3 +340,38 @@ func TestGatePendingSendHoldsTheWindow(t *testing.T) {
 	}
 	_ = s
 }
+
+// TestGateStallIsNotTheBudget: a throttled answer to a request sent right
+// after the job stalled (it sent 3 requests in the second before, at a rate
+// of 30) measures the stall, not the budget: the rate is cut by
+// AIMDDecrease, not to 3.
+func TestGateStallIsNotTheBudget(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := NewGate(30, true, 0.5)
+	at := now
+	send := func() Send {
+		tk := g.Reserve(at)
+		if tk.At.After(at) {
+			at = tk.At
+		}
+		d, s := g.Commit(at, &tk)
+		if d != 0 {
+			t.Fatalf("Commit asks to wait %v", d)
+		}
+		g.Sent(s, at)
+		return s
+	}
+	for range 60 { // two seconds at the full rate
+		send()
+	}
+	at = at.Add(1500 * time.Millisecond) // the process stalls
+	var last Send
+	for range 3 {
+		last = send()
+		at = at.Add(300 * time.Millisecond)
+	}
+	g.Throttled(at, last, 0)
+	if got, want := g.Rate(), 30*AIMDDecrease; got != want {
+		t.Fatalf("rate %v after a throttle that followed a stall, want %v (×AIMDDecrease)", got, want)
+	}
+}

@@ -116,14 +116,17 @@ func (l *sendLog) markThrottled(s Send) (time.Time, bool) {
 	return r.t, r.state == sendWritten
 }
 
-// acceptedBefore counts the written sends in (t-1s, t) not known throttled.
-func (l *sendLog) acceptedBefore(t time.Time) int {
-	n := 0
+// before counts the written sends in (t-1s, t): all of them, and those not
+// known throttled (accepted).
+func (l *sendLog) before(t time.Time) (all, accepted int) {
 	from := t.Add(-time.Second)
 	for _, r := range l.recs {
-		if r.state == sendWritten && !r.throttled && r.t.After(from) && r.t.Before(t) {
-			n++
+		if r.state == sendWritten && r.t.After(from) && r.t.Before(t) {
+			all++
+			if !r.throttled {
+				accepted++
+			}
 		}
 	}
-	return n
+	return all, accepted
 }
