@@ -123,3 +123,39 @@ func BenchmarkQueryExecMode(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMarkSending measures the statement a run adds per page of
+// pending rows (db.MarkSending): 1,000 intents, for domains that have a
+// state row already (a rerun) and for new ones (a first run).
+func BenchmarkMarkSending(b *testing.B) {
+	const n = 1000
+	intents := func(round int) []model.Intent {
+		in := make([]model.Intent, n)
+		for i := range in {
+			in[i] = model.Intent{Domain: fmt.Sprintf("m%d-%06d.example.com", round, i), Fingerprint: strings.Repeat("f", 64)}
+		}
+		return in
+	}
+	b.Run("new domains", func(b *testing.B) {
+		tdb := testdb.New(b)
+		ctx := context.Background()
+		for i := 0; b.Loop(); i++ {
+			if err := db.MarkSending(ctx, tdb.Pool, intents(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("known domains", func(b *testing.B) {
+		tdb := testdb.New(b)
+		ctx := context.Background()
+		in := intents(0)
+		if err := db.MarkSending(ctx, tdb.Pool, in); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if err := db.MarkSending(ctx, tdb.Pool, in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
