@@ -1,4 +1,4 @@
--- reconcile schema, version 1. See README "Schema" and ../docs/contract.md.
+-- reconcile schema, version 1. See docs/schema.md.
 
 -- reconcile_fingerprint is the one definition of "the desired values" of a row.
 -- The generated column below, the pending query and every outcome use it.

@@ -1,5 +1,5 @@
 -- reconcile schema, version 2: drift detection (verify, --verify-existing)
--- and pruning (--prune). See README "Drift" and "Prune".
+-- and pruning (--prune). See docs/commands.md ("Drift", "Prune").
 
 -- New outcomes:
 --   drifted  a config exists but differs from the desired values (not done)

@@ -1,5 +1,5 @@
 -- reconcile schema, version 3: views for audits and `reconcile report`.
--- See README "Audit queries" and "reconcile report". Views only (and one
+-- See docs/audit.md and docs/schema.md ("Views"). Views only (and one
 -- small partial index): nothing here changes what a run reads or writes.
 
 -- reconcile_run_summary: one row per run (dry runs and verify runs

@@ -1,6 +1,6 @@
 -- reconcile schema, version 4: "done is true". A row is recorded done only
--- when the job knows that the cloud holds its current values. See README
--- "What done guarantees".
+-- when the job knows that the cloud holds its current values. See
+-- docs/guarantees.md ("What done guarantees").
 --
 -- Before a run sends Add or Update for a page of rows it records, in one
 -- statement per page, that each row's values may be about to reach the

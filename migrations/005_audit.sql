@@ -1,5 +1,5 @@
 -- reconcile schema, version 5: an audit trail that answers questions in one
--- query. See docs/audit.md (the cookbook) and README "Schema".
+-- query. See docs/audit.md (the cookbook) and docs/schema.md.
 --
 --   * every outcome keeps the values it was about: notify_url,
 --     notify_req_auth and the RegionId sent (never the auth key: the

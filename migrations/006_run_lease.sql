@@ -1,5 +1,6 @@
 -- reconcile schema, version 6: the run lock is a lease (a claim row with an
--- expiry), not a session-level advisory lock. See README "Run exclusion".
+-- expiry), not a session-level advisory lock. See docs/guarantees.md
+-- ("Two runs never work at once").
 --
 -- A session advisory lock does not survive a connection pooler in
 -- transaction mode (PgBouncer hands each transaction to any server

@@ -18,8 +18,7 @@ import (
 	"github.com/reconcile/reconcile/internal/metrics"
 )
 
-// Defaults of the contract (contract.md, "Configuration of run") and of the
-// project's additions (README, "Configuration").
+// Defaults of the flags of run; docs/configuration.md documents them.
 const (
 	// DefaultEndpoint is the Live API endpoint that serves every region.
 	DefaultEndpoint = "live.aliyuncs.com"
@@ -53,8 +52,10 @@ const (
 	DefaultBackoffBase = 200 * time.Millisecond
 	// DefaultBackoffMax caps any single backoff.
 	DefaultBackoffMax = 10 * time.Second
-	// DefaultDBRetryDeadline is how long outcome writes are retried while
-	// Postgres is unreachable before the run stops.
+	// DefaultDBRetryDeadline bounds any one database call of run and verify,
+	// retries included (connecting at the start, reading pages, writing
+	// outcomes, taking the run lock): transient failures are retried and a
+	// hanging attempt is cut until then; past it the run stops (exit 6).
 	DefaultDBRetryDeadline = 60 * time.Second
 	// DefaultPruneMax is the most configs --prune deletes in one run; more
 	// candidates than that and it deletes none.
