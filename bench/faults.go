@@ -11,7 +11,7 @@ import (
 	"github.com/reconcile/reconcile/internal/model"
 )
 
-// Scenario 7: the API fault matrix (issue #3). One simulator, which keeps
+// Scenario 7: the API fault matrix. One simulator, which keeps
 // its configs across runs as the cloud would, injects every fault at once;
 // the job is run again and again until it exits 0.
 var faultsSim = simSpec{Limit: 250, LatencyMedian: 2 * time.Millisecond, LatencyP99: 20 * time.Millisecond,

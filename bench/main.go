@@ -1,4 +1,4 @@
-// Command bench measures reconcile end to end (issue #4): the real
+// Command bench measures reconcile end to end: the real
 // `reconcile run` binary, as a separate process, against the project's
 // simulator (`reconcile simulate`, another process) and a fresh Postgres
 // database per scenario. It reports from the simulator's own request log
@@ -13,7 +13,7 @@
 // overhead (the job's machinery without latency), big (1,000,000 desired
 // rows: dry run, rerun when done, EXPLAIN of the pending query), baseline (a
 // naive one-row-at-a-time reference, compared with scenario rate), faults
-// (the API fault matrix of issue #3: every fault at once, the job rerun
+// (the API fault matrix: every fault at once, the job rerun
 // until it exits 0). --quick shrinks every N for a smoke run. See
 // BENCHMARKS.md for what each measures.
 //

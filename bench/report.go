@@ -12,7 +12,7 @@ import (
 	"github.com/reconcile/reconcile/internal/model"
 )
 
-// Targets of issue #4.
+// Targets of the benchmark.
 const (
 	rssLimitKiB    = 64 * 1024 // 64 MiB
 	bigLimit       = 15 * time.Second
@@ -87,7 +87,7 @@ func render(res *result) string {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 	p("# Benchmarks\n\n")
-	p("Measured by the benchmark program in [`bench/`](bench/) (issue #4): the real `reconcile run` binary, built once\n")
+	p("Measured by the benchmark program in [`bench/`](bench/): the real `reconcile run` binary, built once\n")
 	p("with `go build -o`, runs as a separate process against the project's simulator (`reconcile simulate`, another\n")
 	p("process) and a fresh Postgres database per scenario (`CREATE DATABASE bench_<scenario>_<random>`, `reconcile\n")
 	p("migrate`, rows loaded with `generate_series`, dropped at the end). Figures come from the simulator's own request\n")

@@ -2,7 +2,7 @@ package main
 
 // End-to-end tests: the real binary (built by TestMain) against a real
 // Postgres database and the in-process simulator, checked against
-// docs/contract.md. No test sleeps to synchronise: each waits for an
+// the behaviour docs/ describes. No test sleeps to synchronise: each waits for an
 // observable condition (database rows, log lines, process exit).
 
 import (

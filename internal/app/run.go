@@ -110,7 +110,7 @@ func (e Env) version() string {
 	return e.Version
 }
 
-// Exit codes of the commands (README "Exit codes"). 0–4 are the contract's;
+// Exit codes of the commands (docs/guarantees.md, "Exit codes"). 0–4 are the contract's;
 // 5 and above are the project's.
 const (
 	// ExitOK: every desired row is done (or the command succeeded).

@@ -160,7 +160,7 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.DurationVar(&c.ProgressInterval, "progress-interval", c.ProgressInterval, "how often a progress line is logged")
 	fs.DurationVar(&c.BackoffBase, "backoff-base", c.BackoffBase, "first retry's backoff ceiling (exponential, full jitter)")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", c.BackoffMax, "cap of any one backoff")
-	fs.DurationVar(&c.DBRetryDeadline, "db-retry-deadline", c.DBRetryDeadline, "how long outcome writes are retried while Postgres is unreachable")
+	fs.DurationVar(&c.DBRetryDeadline, "db-retry-deadline", c.DBRetryDeadline, "longest any one database call may take, retries included (then exit 6)")
 	fs.Float64Var(&c.BreakerThreshold, "breaker-threshold", c.BreakerThreshold, "share (0-1) of 5xx/reset answers among the last 100 requests that pauses dispatching")
 	fs.StringVar(&c.PushgatewayURL, "pushgateway-url", "", "Prometheus Pushgateway to push the run's metrics to at its end")
 	fs.StringVar(&c.MetricsGrouping, "metrics-grouping", "", "Pushgateway grouping labels name=value,... (default "+DefaultMetricsGrouping+"): one group per deployment")

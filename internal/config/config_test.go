@@ -25,7 +25,7 @@ func parseRun(args []string, env map[string]string) (c Run, err error, parseErr 
 }
 
 // TestContractDefaults: the defaults and variable names of
-// docs/contract.md ("Configuration of run"), and that every flag has the
+// docs/configuration.md (the contract's flags), and that every flag has the
 // variable Usage lists for it.
 func TestContractDefaults(t *testing.T) {
 	c, err, _ := parseRun(nil, nil)

@@ -11,7 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The monitoring files shipped in deploy/ (see README "Metrics").
+// The monitoring files shipped in deploy/ (see docs/operations.md, "Metrics").
 const (
 	alertRulesPath = "../../deploy/prometheus/reconcile-alerts.yml"
 	ruleTestsPath  = "../../deploy/prometheus/reconcile-alerts.test.yml"
