@@ -73,6 +73,7 @@ type options struct {
 	keep        bool
 	jobEnv      []string
 	quietWait   time.Duration
+	notes       string
 }
 
 func main() {
@@ -91,6 +92,7 @@ func realMain(args []string) int {
 	fs.StringVar(&o.jsonOut, "json", "", "also write the raw measurements as JSON to this file")
 	fs.StringVar(&o.fromJSON, "from-json", "", "render the markdown from a --json file instead of measuring; a comma-separated list merges several (a later file's scenario replaces an earlier one's); with --json, the merged data is written there")
 	fs.StringVar(&o.databaseURL, "database-url", defaultDatabaseURL, "admin connection string; each scenario creates and drops its own database on that server")
+	fs.StringVar(&o.notes, "notes", "", "a markdown file whose text goes into the report as its \"Notes\" section (what the figures alone do not say: a comparison run, a change of machine)")
 	fs.BoolVar(&o.quick, "quick", false, "shrink every N for a smoke run (figures are not representative)")
 	fs.StringVar(&o.bin, "reconcile-bin", "", "use this reconcile binary instead of building ./cmd/reconcile")
 	fs.BoolVar(&o.verbose, "v", false, "copy the job's and the simulator's logs to stderr")
@@ -148,7 +150,7 @@ func realMain(args []string) int {
 	defer b.close()
 	res := b.runAll(ctx)
 	saveJSON(o.jsonOut, res)
-	if err := writeReport(o.out, res); err != nil {
+	if err := writeReport(o.out, o.notes, res); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
 	}
@@ -189,7 +191,7 @@ func renderFromJSON(o options) int {
 		res = mergeResults(parts, cmd, o.out)
 		saveJSON(o.jsonOut, res)
 	}
-	if err := writeReport(o.out, res); err != nil {
+	if err := writeReport(o.out, o.notes, res); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
 	}
@@ -292,8 +294,15 @@ func rewriteCommand(cmd, list, out string) string {
 	return strings.Join(w, " ")
 }
 
-func writeReport(out string, res *result) error {
+func writeReport(out, notesFile string, res *result) error {
 	md := render(res)
+	if notesFile != "" {
+		b, err := os.ReadFile(notesFile)
+		if err != nil {
+			return fmt.Errorf("--notes: %w", err)
+		}
+		md = strings.Replace(md, "## How it measures\n", "## Notes\n\n"+strings.TrimSpace(string(b))+"\n\n## How it measures\n", 1)
+	}
 	if out == "" {
 		_, err := os.Stdout.WriteString(md)
 		return err

@@ -118,7 +118,9 @@ func render(res *result) string {
 	p("(binaries, the job's and the simulator's logs, each run's request log as NDJSON); `--job-env GODEBUG=gctrace=1`\n")
 	p("passes a variable to the job for a diagnosis. Before each measured run it waits up to `--quiet-wait` (45 s) for\n")
 	p("other processes to use less than a quarter of the CPUs, since the machine may be shared. A full run takes about\n")
-	p("9 minutes. It is a `main` package without tests, so `go test ./...` only compiles it.\n\n")
+	p("23 minutes (the shared-budget sweep alone 17). `--notes FILE` puts a maintainer's markdown into the report's\n")
+	p("\"Notes\" section (this file's comes from `bench/notes.md`). It is a `main` package without tests, so\n")
+	p("`go test ./...` only compiles it.\n\n")
 
 	m := res.Machine
 	p("## Machine\n\n| | |\n| --- | --- |\n")

@@ -36,7 +36,17 @@ commands:
 
 Run "reconcile <command> -h" for the flags of a command.`
 
+// DefaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
+// is not set: the garbage collector works harder near it instead of letting
+// the heap grow to twice its live size, so that the job stays well under a
+// 64 MiB container limit at large --flush-size (about 4% more CPU there). It
+// is soft: the job is never stopped for going over it.
+const DefaultMemoryLimit = 40 << 20
+
 func main() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(DefaultMemoryLimit)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

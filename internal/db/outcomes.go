@@ -134,14 +134,16 @@ func sqlList(os []model.Outcome) string {
 // each row's values (fingerprint; empty for a Delete) may be about to reach
 // the cloud: the fingerprint joins unconfirmed, and done_fingerprint is
 // cleared, since the cloud's config is no longer known until an answer
-// proves it. A domain without a state row gets one (last_* NULL).
+// proves it. A domain without a state row gets one (last_* NULL); a domain
+// already marked with the same values is not written again.
 const sqlMarkSending = `INSERT INTO reconcile_domain_state AS s (domain_name, unconfirmed)
 SELECT domain_name, CASE WHEN fingerprint = '' THEN '{}'::text[] ELSE ARRAY[fingerprint] END
 FROM unnest($1::text[], $2::text[]) AS t(domain_name, fingerprint)
 ON CONFLICT (domain_name) DO UPDATE SET
     done_fingerprint = NULL,
     unconfirmed      = CASE WHEN excluded.unconfirmed <@ s.unconfirmed THEN s.unconfirmed
-                            ELSE s.unconfirmed || excluded.unconfirmed END`
+                            ELSE s.unconfirmed || excluded.unconfirmed END
+WHERE s.done_fingerprint IS NOT NULL OR NOT (excluded.unconfirmed <@ s.unconfirmed)`
 
 // MarkSending records intents in one statement, before their requests are
 // sent (see sqlMarkSending): from then on, until an answer proves what the
