@@ -298,7 +298,10 @@ func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error)
 		MaxConns: c.Concurrency, UserAgent: "reconcile/" + env.version()}
 	lo.Credentials = live.StaticCredentials("placeholder", "", "") // the real ones are checked below
 	if err := lo.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", config.ErrUsage, err)
+		if errors.Is(err, live.ErrInsecureEndpoint) {
+			return nil, fmt.Errorf("%w: --endpoint: %w; give --insecure-endpoint (or RECONCILE_INSECURE_ENDPOINT=true) to allow it", config.ErrUsage, err)
+		}
+		return nil, fmt.Errorf("%w: --endpoint: %w", config.ErrUsage, err)
 	}
 	creds := env.Credentials
 	if creds == nil {
@@ -442,11 +445,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	log.Info(command+" started", "rows", total, "invalid_unchanged", invalidUnchanged)
 	stopWatch := watchSignal(ctx, log, c.Grace)
 	sum, runErr := apply.Run(ctx, apply.Options{
-		RunID: runID, Mode: mode, VerifyExisting: c.VerifyExisting, FixDrift: !c.NoFixDrift,
-		Prune: c.Prune, PruneMax: c.PruneMax, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
-		BreakerThreshold: c.BreakerThreshold, Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts,
-		Grace: c.Grace, PageSize: c.PageSize, FlushInterval: c.FlushInterval, FlushSize: c.FlushSize,
-		ProgressInterval: c.ProgressInterval, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
+		Apply: c.Apply, RunID: runID, Mode: mode,
 		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
 		Secrets: env.Redactor,
 	}, st, client)
