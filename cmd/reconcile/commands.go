@@ -29,11 +29,12 @@ func simulate(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env)
 	fs.Float64Var(&o.Faults.LostAnswer, "fault-lost-answer", 0, "probability of applying, then dropping the answer")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of latency and faults")
 	config.LogFlags(fs, &logFormat, &logLevel)
-	if err := parse(fs, args, env.Stderr, "usage: reconcile simulate [flags]"); err != nil {
+	src, err := parse(fs, args, env, "usage: reconcile simulate [flags]\nGET /healthz answers 200 once it listens (reconcile healthcheck URL/healthz)")
+	if err != nil {
 		return err
 	}
-	if err := config.ValidateLog(logFormat, logLevel); err != nil {
-		return config.Usagef("%v", err)
+	if err := src.ValidateLog(logFormat, logLevel); err != nil {
+		return err
 	}
 	if o.AccessKeyID == "" || o.AccessKeySecret == "" {
 		return config.Usagef("simulate needs --access-key-id and --access-key-secret")
@@ -45,17 +46,42 @@ func simulate(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env)
 
 // demo parses the flags of `reconcile demo` and runs it.
 func demo(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env) error {
-	c := app.DemoConfig{LogFormat: "auto", LogLevel: "info"}
+	c := app.DemoConfig{Rows: 200, Rate: config.DefaultRate}
 	config.DatabaseFlag(fs, &c.DatabaseURL)
-	fs.IntVar(&c.Rows, "rows", 200, "sample desired rows to load")
-	fs.Float64Var(&c.Rate, "rate", config.DefaultRate, "requests per second")
+	fs.IntVar(&c.Rows, "rows", c.Rows, "sample desired rows to load")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "requests per second")
 	config.LogFlags(fs, &c.LogFormat, &c.LogLevel)
-	if err := parse(fs, args, env.Stderr, "usage: reconcile demo [flags]\n(re)creates the database "+app.DemoDatabase+" on the server of --database-url"); err != nil {
+	src, err := parse(fs, args, env, "usage: reconcile demo [flags]\n(re)creates the database "+app.DemoDatabase+" on the server of --database-url")
+	if err != nil {
 		return err
 	}
-	if err := config.ValidateLog(c.LogFormat, c.LogLevel); err != nil {
-		return config.Usagef("%v", err)
+	if err := src.ValidateLog(c.LogFormat, c.LogLevel); err != nil {
+		return err
 	}
 	env.Logger = logging.New(env.Stderr, logging.Options{Format: c.LogFormat, Level: c.LogLevel, Redactor: env.Redactor})
 	return app.Demo(ctx, c, env)
+}
+
+// healthcheckUsage heads `reconcile healthcheck -h`.
+const healthcheckUsage = `usage: reconcile healthcheck [flags] URL
+GETs URL; exit 0 when it answers 2xx within --timeout, 1 otherwise (2: bad flags).
+For images without a shell or curl, such as this one: a Docker or Compose healthcheck of
+reconcile simulate is ["CMD", "/reconcile", "healthcheck", "http://127.0.0.1:8787/healthz"].`
+
+// healthcheck parses `reconcile healthcheck [flags] URL` and probes URL.
+func healthcheck(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env) error {
+	timeout := app.DefaultHealthcheckTimeout
+	fs.DurationVar(&timeout, "timeout", timeout, "how long to wait for the answer")
+	config.CommandLineOnly(fs, "timeout")
+	urls, err := parseWithArgs(fs, args, env, healthcheckUsage)
+	if err != nil {
+		return err
+	}
+	if len(urls) != 1 {
+		return config.Usagef("healthcheck takes one URL, got %d arguments", len(urls))
+	}
+	if timeout <= 0 {
+		return config.Usagef("--timeout must be above 0 (got %v)", timeout)
+	}
+	return app.Healthcheck(ctx, urls[0], timeout)
 }

@@ -502,10 +502,10 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{name: "missing_schema", unmigrated: true, args: []string{"run"}, want: 2, stderr: "schema"},
 		{name: "rate_above_limit", rows: good, args: []string{"run", "--rate", "31"}, want: 2, stderr: "--rate"},
-		{name: "rate_above_limit_by_env", rows: good, env: []string{"RECONCILE_RATE=31"}, args: []string{"run"}, want: 2, stderr: "--rate"},
+		{name: "rate_above_limit_by_env", rows: good, env: []string{"RECONCILE_RATE=31"}, args: []string{"run"}, want: 2, stderr: "RECONCILE_RATE=31 is above"},
 		{name: "flag_wins_over_env", rows: good, env: []string{"RECONCILE_RATE=31"}, args: []string{"run", "--rate", "30"}, want: 0, requests: len(good)},
 		{name: "rate_zero", rows: good, args: []string{"run", "--rate", "0"}, want: 2, stderr: "--rate"},
-		{name: "insecure_endpoint", rows: good, args: []string{"run", "--endpoint", "http://example.com:80"}, want: 2, stderr: "non-loopback"},
+		{name: "insecure_endpoint", rows: good, args: []string{"run", "--endpoint", "http://example.com:80"}, want: 2, stderr: "non-loopback host (requests carry credentials and auth keys); use https:// or allow insecure endpoints explicitly; give --insecure-endpoint"},
 		{name: "concurrency_zero", rows: good, args: []string{"run", "--concurrency", "0"}, want: 2, stderr: "--concurrency"},
 		{name: "unknown_flag", rows: good, args: []string{"run", "--no-such-flag"}, want: 2, stderr: "no-such-flag"},
 		{name: "unknown_command", rows: good, args: []string{"frobnicate"}, want: 2, stderr: "unknown command"},

@@ -23,18 +23,19 @@ import (
 const usage = `usage: reconcile <command> [flags]
 
 commands:
-  migrate    apply the embedded schema migrations (safe to repeat, safe in parallel)
-  run        one reconciliation pass over the pending desired rows (--dry-run: call nothing)
-  verify     describe every desired domain; record in_sync, drifted or missing; change nothing
-  import     load desired rows from a CSV file, all or nothing (--replace: also delete rows not in it)
-  plan       what the next run would do: add, update, retry-failed, invalid, done (exit 5: work pending)
-  report     the audit report of a run (default: the latest that is not a dry run)
-  history    history prune --older-than 90d: delete old outcome rows, keeping each domain's latest
-  simulate   serve a simulator of the Live API (for tests, demos, benchmarks)
-  demo       migrate a demo database, load sample rows, run against the simulator, print the outcomes
-  version    print the program version
+  migrate      apply the embedded schema migrations (safe to repeat, safe in parallel)
+  run          one reconciliation pass over the pending desired rows (--dry-run: call nothing)
+  verify       describe every desired domain; record in_sync, drifted or missing; change nothing
+  import       load desired rows from a CSV file, all or nothing (--replace: also delete rows not in it)
+  plan         what the next run would do: add, update, retry-failed, invalid, done (exit 5: work pending)
+  report       the audit report of a run (default: the latest that is not a dry run)
+  history      history prune --older-than 90d: delete old outcome rows, keeping each domain's latest
+  simulate     serve a simulator of the Live API (for tests, demos, benchmarks)
+  healthcheck  healthcheck URL: exit 0 when URL answers 2xx (a container's health probe)
+  demo         migrate a demo database, load sample rows, run against the simulator, print the outcomes
+  version      print the program version and revision (also: reconcile --version)
 
-Run "reconcile <command> -h" for the flags of a command.`
+Run "reconcile help <command>" or "reconcile <command> -h" for the flags of a command.`
 
 // DefaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
 // is not set: the garbage collector works harder near it instead of letting
@@ -50,21 +51,35 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run runs the command of args and returns the exit code. Help that was
+// asked for (-h, --help, reconcile help ...) goes to stdout with exit 0;
+// a usage error goes to stderr with exit 2.
 func run(args []string, stdout, stderr io.Writer) int {
-	version := app.DevVersion
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		version = bi.Main.Version
-	}
+	bi, _ := debug.ReadBuildInfo()
+	info := buildVersion(bi, stampVersion, stampRevision)
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	case "help":
+		if len(args) > 1 {
+			return run([]string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprintln(stdout, usage)
+		return 0
+	case "--version", "-version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cmd, args := args[0], args[1:]
 	redactor := logging.NewRedactor()
 	defer scrubPanic(redactor, stderr)
-	env := app.Env{Stdout: stdout, Stderr: stderr, Redactor: redactor, Version: version}
+	env := app.Env{Stdout: stdout, Stderr: stderr, Redactor: redactor, Version: info.Version}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	var logFormat, logLevel string
 	var err error
@@ -73,25 +88,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		var url string
 		config.DatabaseFlag(fs, &url)
 		config.LogFlags(fs, &logFormat, &logLevel)
-		if err = parse(fs, args, stderr, "usage: reconcile migrate [flags]"); err == nil {
-			if lerr := config.ValidateLog(logFormat, logLevel); lerr != nil {
-				err = config.Usagef("%v", lerr)
-			}
+		var src config.Sources
+		if src, err = parse(fs, args, env, "usage: reconcile migrate [flags]"); err == nil {
+			err = src.ValidateLog(logFormat, logLevel)
 		}
 		if err == nil {
 			env.Logger = logging.New(stderr, logging.Options{Format: logFormat, Level: logLevel, Redactor: redactor})
 			err = app.Migrate(ctx, url, env)
 		}
 	case "run", "verify":
-		head, pass := "usage: reconcile run [flags]", app.Run
+		head, flags, pass := "usage: reconcile run [flags]", config.RunFlags, app.Run
 		if cmd == "verify" {
 			head = "usage: reconcile verify [flags]\nDescribes every desired domain and records in_sync, drifted or missing; changes nothing."
-			pass = app.Verify
+			flags, pass = config.VerifyFlags, app.Verify
 		}
 		var c config.Run
-		config.RunFlags(fs, &c)
-		if err = parse(fs, args, stderr, head); err == nil {
-			err = c.Validate()
+		flags(fs, &c)
+		var src config.Sources
+		if src, err = parse(fs, args, env, head); err == nil {
+			err = c.ValidateFrom(src)
 		}
 		if err == nil {
 			logOut, bar := io.Writer(stderr), terminalBar(&c, stderr, &env)
@@ -106,14 +121,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ops(ctx, cmd, fs, args, env)
 	case "simulate":
 		err = simulate(ctx, fs, args, env)
+	case "healthcheck":
+		if err = healthcheck(ctx, fs, args, env); err != nil && !errors.Is(err, config.ErrUsage) && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "reconcile healthcheck: %s\n", redactor.Scrub(err.Error()))
+			return 1 // whatever failed: unhealthy (Docker reads exit 1 so)
+		}
 	case "demo":
 		err = demo(ctx, fs, args, env)
 	case "version":
-		fmt.Fprintln(stdout, version)
-		return 0
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, usage)
-		return 0
+		if _, err = parse(fs, args, env, "usage: reconcile version\nprints the program version and the revision it was built from"); err == nil {
+			fmt.Fprintln(stdout, info)
+		}
 	default:
 		fmt.Fprintf(stderr, "reconcile: unknown command %q\n\n%s\n", cmd, usage)
 		return 2
@@ -127,11 +145,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// The summary line already says which rows are not done or pending.
 	case env.Logger == nil:
 		// Before the logger exists (bad flags): one plain line.
-		fmt.Fprintf(stderr, "reconcile %s: %s\n", cmd, redactor.Scrub(err.Error()))
+		fmt.Fprintf(stderr, "reconcile %s: %s\n%s", cmd, redactor.Scrub(err.Error()), usageHint(cmd, err))
 	default:
 		env.Logger.Error("stopped", "command", cmd, "exit_code", code, "error", err)
 	}
 	return code
+}
+
+// usageHint is the line that follows an unknown flag's error: where the
+// command's flags are listed.
+func usageHint(cmd string, err error) string {
+	if !errors.Is(err, config.ErrUnknownFlag) {
+		return ""
+	}
+	return fmt.Sprintf("run \"reconcile %s -h\" for its flags\n", cmd)
 }
 
 // scrubPanic turns a panic of the main goroutine (workers' panics are
@@ -168,11 +195,12 @@ func terminalBar(c *config.Run, stderr io.Writer, env *app.Env) *progress.Bar {
 	return bar
 }
 
-// parse applies the environment and args to fs; -h prints the flags.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer, head string) error {
-	err := config.Parse(fs, args, config.Environ)
+// parse applies args and the environment to fs (config.Parse); -h prints
+// head and the flags on stdout and returns flag.ErrHelp.
+func parse(fs *flag.FlagSet, args []string, env app.Env, head string) (config.Sources, error) {
+	src, err := config.Parse(fs, args, config.Environ)
 	if errors.Is(err, flag.ErrHelp) {
-		config.Usage(stderr, fs, head)
+		config.Usage(env.Stdout, fs, head)
 	}
-	return err
+	return src, err
 }

@@ -37,7 +37,7 @@ func ops(ctx context.Context, cmd string, fs *flag.FlagSet, args []string, env a
 		return 0
 	}
 	if err != nil && !errors.Is(err, app.ErrPlanPending) {
-		fmt.Fprintf(env.Stderr, "reconcile %s: %s\n", cmd, env.Redactor.Scrub(err.Error()))
+		fmt.Fprintf(env.Stderr, "reconcile %s: %s\n%s", cmd, env.Redactor.Scrub(err.Error()), usageHint(cmd, err))
 	}
 	return app.OpsExitCode(err)
 }
@@ -54,7 +54,7 @@ func importCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env
 	config.CommandLineOnly(fs, "replace", "skip-invalid", "format")
 	config.LogFlags(fs, &logFormat, &logLevel)
 	head := "usage: reconcile import [flags] FILE.csv (- reads stdin)\nthe first line must be: " + importer.Header
-	files, err := parseWithArgs(fs, args, env, head)
+	files, src, err := parseArgs(fs, args, env, head)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func importCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env
 		return config.Usagef("import takes one CSV file (or - for stdin), got %d arguments", len(files))
 	}
 	c.File = files[0]
-	if err := opsSetup(c.Validate(), logFormat, logLevel, &env); err != nil {
+	if err := opsSetup(c.Validate(), src, logFormat, logLevel, &env); err != nil {
 		return err
 	}
 	return app.Import(ctx, c, env)
@@ -77,10 +77,11 @@ func planCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env) 
 	fs.StringVar(&c.Format, "format", c.Format, "output: table or json")
 	config.CommandLineOnly(fs, "limit", "format")
 	config.LogFlags(fs, &logFormat, &logLevel)
-	if err := parse(fs, args, env.Stderr, "usage: reconcile plan [flags]\nexit 0: nothing pending; 5: the next run has work to do"); err != nil {
+	src, err := parse(fs, args, env, "usage: reconcile plan [flags]\nexit 0: nothing pending; 5: the next run has work to do")
+	if err != nil {
 		return err
 	}
-	if err := opsSetup(c.Validate(), logFormat, logLevel, &env); err != nil {
+	if err := opsSetup(c.Validate(), src, logFormat, logLevel, &env); err != nil {
 		return err
 	}
 	return app.Plan(ctx, c, env)
@@ -95,10 +96,11 @@ func reportCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env
 	fs.StringVar(&c.Format, "format", c.Format, "output: table, json or csv")
 	config.CommandLineOnly(fs, "run", "format")
 	config.LogFlags(fs, &logFormat, &logLevel)
-	if err := parse(fs, args, env.Stderr, "usage: reconcile report [flags]"); err != nil {
+	src, err := parse(fs, args, env, "usage: reconcile report [flags]")
+	if err != nil {
 		return err
 	}
-	if err := opsSetup(c.Validate(), logFormat, logLevel, &env); err != nil {
+	if err := opsSetup(c.Validate(), src, logFormat, logLevel, &env); err != nil {
 		return err
 	}
 	return app.Report(ctx, c, env)
@@ -113,7 +115,7 @@ run summaries (reconcile_runs) are kept. Batched: safe while a run is going; saf
 func historyCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env) error {
 	if len(args) == 0 || args[0] != "prune" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprintln(env.Stderr, historyUsage)
+			fmt.Fprintln(env.Stdout, historyUsage)
 			return flag.ErrHelp
 		}
 		return config.Usagef("history needs a subcommand: prune\n%s", historyUsage)
@@ -126,60 +128,50 @@ func historyCmd(ctx context.Context, fs *flag.FlagSet, args []string, env app.En
 	fs.StringVar(&c.Format, "format", c.Format, "output: table or json")
 	config.CommandLineOnly(fs, "older-than", "batch-size", "format")
 	config.LogFlags(fs, &logFormat, &logLevel)
-	if err := parse(fs, args[1:], env.Stderr, historyUsage); err != nil {
+	src, err := parse(fs, args[1:], env, historyUsage)
+	if err != nil {
 		return err
 	}
 	if olderThan == "" {
 		return config.Usagef("history prune needs --older-than (e.g. 90d)")
 	}
-	var err error
 	if c.OlderThan, err = app.ParseAge(olderThan); err != nil {
 		return err
 	}
-	if err := opsSetup(c.Validate(), logFormat, logLevel, &env); err != nil {
+	if err := opsSetup(c.Validate(), src, logFormat, logLevel, &env); err != nil {
 		return err
 	}
 	return app.PruneHistory(ctx, c, env)
 }
 
-// opsSetup returns the validation error, else checks the log flags and sets
-// env.Logger (warnings only: the commands' output is on stdout).
-func opsSetup(validateErr error, logFormat, logLevel string, env *app.Env) error {
+// opsSetup returns the validation error, else checks the log flags (named
+// as src says) and sets env.Logger (warnings only: the commands' output is
+// on stdout).
+func opsSetup(validateErr error, src config.Sources, logFormat, logLevel string, env *app.Env) error {
 	if validateErr != nil {
 		return validateErr
 	}
-	if err := config.ValidateLog(logFormat, logLevel); err != nil {
-		return config.Usagef("%v", err)
+	if err := src.ValidateLog(logFormat, logLevel); err != nil {
+		return err
 	}
 	env.Logger = logging.New(env.Stderr, logging.Options{Format: logFormat, Level: logLevel, Redactor: env.Redactor})
 	return nil
 }
 
 // parseWithArgs is parse for commands with positional arguments: it applies
-// the environment, then the flags, which may come before and after the
-// arguments ("--" ends the flags), and returns the arguments.
+// the flags, which may come before and after the arguments ("--" ends the
+// flags), then the environment, and returns the arguments. -h prints head
+// and the flags on stdout and returns flag.ErrHelp.
 func parseWithArgs(fs *flag.FlagSet, args []string, env app.Env, head string) ([]string, error) {
-	if err := parse(fs, nil, env.Stderr, head); err != nil { // the environment only
-		return nil, err
+	pos, _, err := parseArgs(fs, args, env, head)
+	return pos, err
+}
+
+// parseArgs is parseWithArgs that also returns where the values came from.
+func parseArgs(fs *flag.FlagSet, args []string, env app.Env, head string) ([]string, config.Sources, error) {
+	pos, src, err := config.ParseArgs(fs, args, config.Environ)
+	if errors.Is(err, flag.ErrHelp) {
+		config.Usage(env.Stdout, fs, head)
 	}
-	var pos []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				config.Usage(env.Stderr, fs, head)
-				return nil, err
-			}
-			return nil, config.Usagef("%v", err)
-		}
-		left := fs.Args()
-		if consumed := rest[:len(rest)-len(left)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
-			return append(pos, left...), nil
-		}
-		if len(left) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, left[0])
-		rest = left[1:]
-	}
+	return pos, src, err
 }

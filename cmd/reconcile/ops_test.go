@@ -93,8 +93,8 @@ func TestOpsFlags(t *testing.T) {
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)
-		if code != tc.want || !strings.Contains(stderr.String(), tc.stderr) {
-			t.Errorf("reconcile %s: exit %d, want %d; stderr %q lacks %q", strings.Join(tc.args, " "), code, tc.want, stderr.String(), tc.stderr)
+		if out := stdout.String() + stderr.String(); code != tc.want || !strings.Contains(out, tc.stderr) { // help is on stdout
+			t.Errorf("reconcile %s: exit %d, want %d; output %q lacks %q", strings.Join(tc.args, " "), code, tc.want, out, tc.stderr)
 		}
 	}
 }

@@ -298,7 +298,10 @@ func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error)
 		MaxConns: c.Concurrency, UserAgent: "reconcile/" + env.version()}
 	lo.Credentials = live.StaticCredentials("placeholder", "", "") // the real ones are checked below
 	if err := lo.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", config.ErrUsage, err)
+		if errors.Is(err, live.ErrInsecureEndpoint) {
+			return nil, fmt.Errorf("%w: --endpoint: %w; give --insecure-endpoint (or RECONCILE_INSECURE_ENDPOINT=true) to allow it", config.ErrUsage, err)
+		}
+		return nil, fmt.Errorf("%w: --endpoint: %w", config.ErrUsage, err)
 	}
 	creds := env.Credentials
 	if creds == nil {
@@ -320,199 +323,306 @@ func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error)
 	return client, nil
 }
 
+// pass performs one run or verify pass with c (validated). Its steps, in
+// order, are the methods of passRun below; the deferred steps (releasing
+// the claim, closing the pool, the shutdown bounds, closing the client)
+// run in the reverse order of the steps that set them up.
 func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
-	log := env.Logger
-	command := "run"
-	kind := db.RunKindRun
-	if mode == apply.ModeVerify {
-		command, kind = "verify", db.RunKindVerify
-	}
-	t, _, err := ParseTarget(c.DatabaseURL)
-	if err != nil {
+	p := newPassRun(c, env, mode)
+	if err := p.announce(); err != nil {
 		return err
 	}
-	log.Info("starting", "command", command, "version", env.version(), "target", t, "config", configAttrs(c))
-
-	var client *live.Client
 	if !c.DryRun {
-		if client, err = newClient(ctx, c, env); err != nil {
+		if err := p.openClient(ctx); err != nil {
 			return err
 		}
-		defer client.Close()
+		defer p.client.Close()
 	}
-
-	// After a signal, database calls get --grace plus ShutdownWriteTimeout
-	// (outcome writes) and then ShutdownFinishTimeout (the run's end): a
-	// stuck database cannot hold the process past them. Outcomes not
-	// written by then stay pending for the next run.
-	halt, haltNow := context.WithCancel(context.WithoutCancel(ctx))
-	defer haltNow()
-	finHalt, finHaltNow := context.WithCancel(context.WithoutCancel(ctx))
-	defer finHaltNow()
-	defer context.AfterFunc(ctx, func() {
-		time.AfterFunc(c.Grace+ShutdownWriteTimeout, haltNow)
-		time.AfterFunc(c.Grace+ShutdownWriteTimeout+ShutdownFinishTimeout, finHaltNow)
-	})()
-	st := &store{deadline: c.DBRetryDeadline, halt: halt,
-		onRetry: func(op string, err error) { log.Warn("database call failed; retrying", "op", op, "error", err) }}
-
-	pool, err := connectRun(ctx, c, log, st)
-	if err != nil {
+	defer p.boundShutdown(ctx)()
+	if err := p.connect(ctx); err != nil {
 		return err
 	}
-	defer closePool(pool)
-	st.pool = pool
-	if err := st.retry(ctx, "check the schema", func(ctx context.Context) error { return db.CheckSchema(ctx, pool) }); err != nil {
-		if errors.Is(err, db.ErrSchemaAhead) {
-			log.Warn("the schema is newer than this program; continuing", "error", err)
-		} else if errors.Is(err, db.ErrSchemaMissing) || errors.Is(err, db.ErrSchemaBehind) {
-			return fmt.Errorf("%w: %w", ErrSchema, err)
-		} else {
-			return err
-		}
+	defer closePool(p.pool)
+	if err := p.checkSchema(ctx); err != nil {
+		return err
 	}
 	// A dry run only reads and records its own dry_run row: it neither
 	// takes nor needs the run claim, so it never makes a real run exit 3.
-	var lock *db.RunLock
 	if !c.DryRun {
-		err := st.retry(ctx, "take the run lock", func(ctx context.Context) (err error) {
-			lock, err = db.AcquireRunLock(ctx, pool.Config().ConnConfig.Copy())
-			return err
-		})
-		if err != nil {
+		if err := p.claim(ctx); err != nil {
 			return err
 		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.RunLeaseCallTimeout)
-			if ctx.Err() != nil {
-				rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), ShutdownReleaseTimeout)
-			}
-			defer cancel()
-			if err := lock.Release(rctx); err != nil {
-				log.Warn("cannot release the run lock; it expires on its own", "error", err, "ttl", db.RunLeaseTTL)
-			}
-		}()
-		// Only with the claim held: no live process owns a running run.
-		var n int64
-		if err := st.retry(ctx, "mark abandoned runs", func(ctx context.Context) (err error) {
-			n, err = db.AbandonRunning(ctx, pool)
+		defer p.release(ctx)
+		if err := p.markAbandoned(ctx); err != nil {
 			return err
-		}); err != nil {
-			return err
-		} else if n > 0 {
-			log.Warn("marked runs left running by a dead process as failed", "runs", n)
 		}
 	}
-
-	host, _ := os.Hostname()
-	status := db.RunRunning
+	if err := p.beginRun(ctx); err != nil {
+		return err
+	}
+	if err := p.countRows(ctx); err != nil {
+		return err
+	}
 	if c.DryRun {
-		status = db.RunDryRun
+		return dryRun(ctx, c, env, p.log, p.pool, p.st, p.runID, p.total, p.invalidUnchanged, p.finHalt)
 	}
-	var runID int64
-	// Not idempotent: retried only when the statement surely was not sent.
-	err = st.retryIf(ctx, "begin the run", pgconn.SafeToRetry, func(ctx context.Context) (err error) {
-		runID, err = db.BeginRun(ctx, pool, db.RunStart{Status: status, Rate: c.Rate, Concurrency: c.Concurrency,
-			HostName: host, Version: env.version(), Kind: kind})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	log = log.With("run_id", runID)
-	var total, invalidUnchanged int64
-	err = st.retry(ctx, "count pending rows", func(ctx context.Context) (err error) {
-		if mode == apply.ModeVerify {
-			total, err = db.CountDesired(ctx, pool)
-			return err
-		}
-		if total, err = db.CountPending(ctx, pool); err == nil {
-			invalidUnchanged, err = db.CountInvalidUnchanged(ctx, pool)
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-
-	if c.DryRun {
-		return dryRun(ctx, c, env, log, pool, st, runID, total, invalidUnchanged, finHalt)
-	}
-
-	log.Info(command+" started", "rows", total, "invalid_unchanged", invalidUnchanged)
-	stopWatch := watchSignal(ctx, log, c.Grace)
-	sum, runErr := apply.Run(ctx, apply.Options{
-		RunID: runID, Mode: mode, VerifyExisting: c.VerifyExisting, FixDrift: !c.NoFixDrift,
-		Prune: c.Prune, PruneMax: c.PruneMax, Region: c.Region, Rate: c.Rate, Adaptive: c.AdaptiveRate,
-		BreakerThreshold: c.BreakerThreshold, Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts,
-		Grace: c.Grace, PageSize: c.PageSize, FlushInterval: c.FlushInterval, FlushSize: c.FlushSize,
-		ProgressInterval: c.ProgressInterval, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
-		Seed: uint64(time.Now().UnixNano()), Total: total, Stop: lock.Lost(), Logger: log, Progress: env.Progress,
-		Secrets: env.Redactor,
-	}, st, client)
-	stopWatch()
-	if env.Progress != nil {
-		env.Progress(apply.Progress{Done: sum.Done() + sum.NotDone(),
-			Total: total, Requests: sum.Requests, Rate: float64(sum.Requests) / max(sum.Elapsed.Seconds(), 1e-9)})
-	}
-	if env.ProgressDone != nil {
-		env.ProgressDone()
-	}
-
-	if errors.Is(runErr, apply.ErrLockLost) && lock.Err() != nil {
-		runErr = fmt.Errorf("%w: %w", runErr, lock.Err()) // the note says why
-	}
-
-	// Record the end of the run, even after a signal (its own short deadline).
-	fin, cancel := finishContext(ctx, finHalt, c.DBRetryDeadline)
+	sum, runErr := p.apply(ctx)
+	fin, cancel := finishContext(ctx, p.finHalt, c.DBRetryDeadline)
 	defer cancel()
-	if invalidUnchanged > 0 {
-		if err := db.AddRunCounts(fin, pool, runID, db.RunCounters{InvalidUnchanged: invalidUnchanged}); err != nil {
-			log.Error("cannot record the invalid_unchanged count", "error", err)
-		}
-	}
-	endStatus, note := db.RunSucceeded, ""
-	switch {
-	case errors.Is(runErr, apply.ErrInterrupted):
-		endStatus, note = db.RunInterrupted, "interrupted by a signal"
-	case errors.Is(runErr, apply.ErrPruneLimit):
-		note = runErr.Error() // the pass itself completed
-	case runErr != nil:
-		endStatus, note = db.RunFailed, runErr.Error()
-	}
-	notDone := invalidUnchanged + sum.NotDone()
-	exitCode := ExitCode(runErr) // what this function's error will map to
-	if runErr == nil && notDone > 0 {
-		exitCode = ExitCode(ErrNotDone)
-	}
-	if err := db.FinishRun(fin, pool, runID, endStatus, env.Redactor.Scrub(note), exitCode); err != nil {
-		log.Error("cannot record the end of the run", "error", err)
-		if runErr == nil {
-			runErr = err
-		}
-	}
-	counts := make([]any, 0, 2*len(sum.Counts)+20)
-	counts = append(counts, "status", endStatus)
-	for _, k := range model.Outcomes() {
-		if n, ok := sum.Counts[k.Outcome]; ok || k.Contract || k.Done {
-			counts = append(counts, string(k.Outcome), n)
-		}
-	}
-	counts = append(counts, "invalid_unchanged", invalidUnchanged, "unfinished", sum.Unfinished,
-		"requests", sum.Requests, "throttled", sum.Throttled, "retries", sum.Retries,
-		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
-		"error", errString(runErr))
-	log.Info("summary", counts...)
+	endStatus, notDone, runErr := p.finish(fin, sum, runErr)
+	p.summarize(endStatus, sum, runErr)
 	if mode == apply.ModeApply {
-		pushMetrics(ctx, c, log, runID, endStatus, sum, invalidUnchanged, runErr == nil && notDone == 0)
+		pushMetrics(ctx, c, p.log, p.runID, endStatus, sum, p.invalidUnchanged, runErr == nil && notDone == 0)
 	}
 	if runErr != nil {
 		return runErr
 	}
 	if notDone > 0 {
-		return fmt.Errorf("%w: %s", ErrNotDone, notDoneText(sum.Counts, invalidUnchanged))
+		return fmt.Errorf("%w: %s", ErrNotDone, notDoneText(sum.Counts, p.invalidUnchanged))
 	}
 	return nil
+}
+
+// passRun is the state one pass builds up, step by step.
+type passRun struct {
+	c       config.Run
+	env     Env
+	mode    apply.Mode
+	command string // "run" or "verify", for log lines
+	kind    string // the run row's kind
+	log     *slog.Logger
+	client  *live.Client
+	pool    *pgxpool.Pool
+	st      *store
+	lock    *db.RunLock
+	// halt ends the database calls of the pass and finHalt those that record
+	// its end, at the shutdown bounds after a signal (see boundShutdown).
+	halt, finHalt context.Context
+	runID         int64
+	// total is the rows the pass will take up; invalidUnchanged those
+	// counted, not sent (a plain run only).
+	total, invalidUnchanged int64
+}
+
+func newPassRun(c config.Run, env Env, mode apply.Mode) *passRun {
+	p := &passRun{c: c, env: env, mode: mode, command: "run", kind: db.RunKindRun, log: env.Logger}
+	if mode == apply.ModeVerify {
+		p.command, p.kind = "verify", db.RunKindVerify
+	}
+	return p
+}
+
+// announce logs the starting line: the target and the effective
+// configuration.
+func (p *passRun) announce() error {
+	t, _, err := ParseTarget(p.c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	p.log.Info("starting", "command", p.command, "version", p.env.version(), "target", t, "config", configAttrs(p.c))
+	return nil
+}
+
+// openClient builds the API client, checking the credentials.
+func (p *passRun) openClient(ctx context.Context) (err error) {
+	p.client, err = newClient(ctx, p.c, p.env)
+	return err
+}
+
+// boundShutdown sets the contexts that bound database calls after a
+// signal: they get --grace plus ShutdownWriteTimeout (outcome writes) and
+// then ShutdownFinishTimeout (the run's end), so a stuck database cannot
+// hold the process past them; outcomes not written by then stay pending
+// for the next run. It also builds the store on them, and returns the
+// cleanup.
+func (p *passRun) boundShutdown(ctx context.Context) (cleanup func()) {
+	halt, haltNow := context.WithCancel(context.WithoutCancel(ctx))
+	finHalt, finHaltNow := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(p.c.Grace+ShutdownWriteTimeout, haltNow)
+		time.AfterFunc(p.c.Grace+ShutdownWriteTimeout+ShutdownFinishTimeout, finHaltNow)
+	})
+	p.halt, p.finHalt = halt, finHalt
+	log := p.log
+	p.st = &store{deadline: p.c.DBRetryDeadline, halt: halt,
+		onRetry: func(op string, err error) { log.Warn("database call failed; retrying", "op", op, "error", err) }}
+	return func() { stop(); finHaltNow(); haltNow() }
+}
+
+// connect opens the pool, retrying an unreachable database.
+func (p *passRun) connect(ctx context.Context) error {
+	pool, err := connectRun(ctx, p.c, p.log, p.st)
+	if err != nil {
+		return err
+	}
+	p.pool, p.st.pool = pool, pool
+	return nil
+}
+
+// checkSchema refuses a schema that is missing or behind (ErrSchema) and
+// warns about one that is ahead.
+func (p *passRun) checkSchema(ctx context.Context) error {
+	pool := p.pool
+	err := p.st.retry(ctx, "check the schema", func(ctx context.Context) error { return db.CheckSchema(ctx, pool) })
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, db.ErrSchemaAhead):
+		p.log.Warn("the schema is newer than this program; continuing", "error", err)
+		return nil
+	case errors.Is(err, db.ErrSchemaMissing), errors.Is(err, db.ErrSchemaBehind):
+		return fmt.Errorf("%w: %w", ErrSchema, err)
+	}
+	return err
+}
+
+// claim takes the run lock (db.ErrLocked when another run holds it).
+func (p *passRun) claim(ctx context.Context) error {
+	cfg := p.pool.Config().ConnConfig
+	return p.st.retry(ctx, "take the run lock", func(ctx context.Context) (err error) {
+		p.lock, err = db.AcquireRunLock(ctx, cfg.Copy())
+		return err
+	})
+}
+
+// release gives the run lock back, within ShutdownReleaseTimeout after a
+// signal; a lock not released expires on its own.
+func (p *passRun) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.RunLeaseCallTimeout)
+	if ctx.Err() != nil {
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), ShutdownReleaseTimeout)
+	}
+	defer cancel()
+	if err := p.lock.Release(rctx); err != nil {
+		p.log.Warn("cannot release the run lock; it expires on its own", "error", err, "ttl", db.RunLeaseTTL)
+	}
+}
+
+// markAbandoned marks runs left running by a dead process as failed. Only
+// with the claim held: no live process owns a running run.
+func (p *passRun) markAbandoned(ctx context.Context) error {
+	var n int64
+	err := p.st.retry(ctx, "mark abandoned runs", func(ctx context.Context) (err error) {
+		n, err = db.AbandonRunning(ctx, p.pool)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		p.log.Warn("marked runs left running by a dead process as failed", "runs", n)
+	}
+	return nil
+}
+
+// beginRun records the run row (status running, or dry_run).
+func (p *passRun) beginRun(ctx context.Context) error {
+	host, _ := os.Hostname()
+	status := db.RunRunning
+	if p.c.DryRun {
+		status = db.RunDryRun
+	}
+	// Not idempotent: retried only when the statement surely was not sent.
+	err := p.st.retryIf(ctx, "begin the run", pgconn.SafeToRetry, func(ctx context.Context) (err error) {
+		p.runID, err = db.BeginRun(ctx, p.pool, db.RunStart{Status: status, Rate: p.c.Rate, Concurrency: p.c.Concurrency,
+			HostName: host, Version: p.env.version(), Kind: p.kind})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	p.log = p.log.With("run_id", p.runID)
+	return nil
+}
+
+// countRows counts the rows the pass will take up: every desired row for
+// verify; the pending ones, and the invalid unchanged ones, for a run.
+func (p *passRun) countRows(ctx context.Context) error {
+	return p.st.retry(ctx, "count pending rows", func(ctx context.Context) (err error) {
+		if p.mode == apply.ModeVerify {
+			p.total, err = db.CountDesired(ctx, p.pool)
+			return err
+		}
+		if p.total, err = db.CountPending(ctx, p.pool); err == nil {
+			p.invalidUnchanged, err = db.CountInvalidUnchanged(ctx, p.pool)
+		}
+		return err
+	})
+}
+
+// apply runs the pass itself (package apply) and ends the progress
+// display. A lost lock's error says why it was lost.
+func (p *passRun) apply(ctx context.Context) (apply.Summary, error) {
+	p.log.Info(p.command+" started", "rows", p.total, "invalid_unchanged", p.invalidUnchanged)
+	stopWatch := watchSignal(ctx, p.log, p.c.Grace)
+	sum, runErr := apply.Run(ctx, apply.Options{
+		Apply: p.c.Apply, RunID: p.runID, Mode: p.mode,
+		Seed: uint64(time.Now().UnixNano()), Total: p.total, Stop: p.lock.Lost(), Logger: p.log, Progress: p.env.Progress,
+		Secrets: p.env.Redactor,
+	}, p.st, p.client)
+	stopWatch()
+	if p.env.Progress != nil {
+		p.env.Progress(apply.Progress{Done: sum.Done() + sum.NotDone(),
+			Total: p.total, Requests: sum.Requests, Rate: float64(sum.Requests) / max(sum.Elapsed.Seconds(), 1e-9)})
+	}
+	if p.env.ProgressDone != nil {
+		p.env.ProgressDone()
+	}
+	if errors.Is(runErr, apply.ErrLockLost) && p.lock.Err() != nil {
+		runErr = fmt.Errorf("%w: %w", runErr, p.lock.Err()) // the note says why
+	}
+	return sum, runErr
+}
+
+// finish records the end of the run on fin (which outlives a signal, for
+// its own short deadline): the invalid_unchanged count, the status, the
+// note and the exit code. It returns the status, the rows not done, and
+// runErr, or the error recording the end when runErr is nil.
+func (p *passRun) finish(fin context.Context, sum apply.Summary, runErr error) (status string, notDone int64, _ error) {
+	if p.invalidUnchanged > 0 {
+		if err := db.AddRunCounts(fin, p.pool, p.runID, db.RunCounters{InvalidUnchanged: p.invalidUnchanged}); err != nil {
+			p.log.Error("cannot record the invalid_unchanged count", "error", err)
+		}
+	}
+	status, note := db.RunSucceeded, ""
+	switch {
+	case errors.Is(runErr, apply.ErrInterrupted):
+		status, note = db.RunInterrupted, "interrupted by a signal"
+	case errors.Is(runErr, apply.ErrPruneLimit):
+		note = runErr.Error() // the pass itself completed
+	case runErr != nil:
+		status, note = db.RunFailed, runErr.Error()
+	}
+	notDone = p.invalidUnchanged + sum.NotDone()
+	exitCode := ExitCode(runErr) // what pass's error will map to
+	if runErr == nil && notDone > 0 {
+		exitCode = ExitCode(ErrNotDone)
+	}
+	if err := db.FinishRun(fin, p.pool, p.runID, status, p.env.Redactor.Scrub(note), exitCode); err != nil {
+		p.log.Error("cannot record the end of the run", "error", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	return status, notDone, runErr
+}
+
+// summarize logs the summary line: the status, the count of every outcome
+// the run had (and of the contract's and the done ones, zero or not), and
+// the request counters.
+func (p *passRun) summarize(status string, sum apply.Summary, runErr error) {
+	counts := make([]any, 0, 2*len(sum.Counts)+20)
+	counts = append(counts, "status", status)
+	for _, k := range model.Outcomes() {
+		if n, ok := sum.Counts[k.Outcome]; ok || k.Contract || k.Done {
+			counts = append(counts, string(k.Outcome), n)
+		}
+	}
+	counts = append(counts, "invalid_unchanged", p.invalidUnchanged, "unfinished", sum.Unfinished,
+		"requests", sum.Requests, "throttled", sum.Throttled, "retries", sum.Retries,
+		"breaker_trips", sum.BreakerTrips, "elapsed", sum.Elapsed.Round(time.Millisecond).String(),
+		"error", errString(runErr))
+	p.log.Info("summary", counts...)
 }
 
 // pushMetrics pushes the run's metrics when --pushgateway-url is set; also

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/live"
 	"github.com/reconcile/reconcile/internal/model"
 )
@@ -85,35 +86,14 @@ const (
 	ModeVerify
 )
 
-// Options configure Run. Zero values are not defaults: build them from
-// config.Run.
+// Options configure Run. The embedded config.Apply is the pass's
+// configuration as `reconcile run` parsed and validated it (its zero value
+// is not the defaults: start from config.DefaultRun().Apply); the other
+// fields are the run's own.
 type Options struct {
+	config.Apply
 	RunID int64
 	Mode  Mode
-	// VerifyExisting: on ConfigAlreadyExists, Describe and compare; Update
-	// when the config differs (or record drifted when FixDrift is false).
-	VerifyExisting bool
-	// FixDrift: with VerifyExisting, Update a drifted config. When false,
-	// drifted is recorded, and rows already drifted are described again
-	// instead of updated.
-	FixDrift bool
-	// Prune: after the pass, Delete the configs of domains that are no
-	// longer desired, unless there are more than PruneMax of them.
-	Prune            bool
-	PruneMax         int64
-	Region           string // RegionId for rows without one
-	Rate             float64
-	Adaptive         bool
-	BreakerThreshold float64
-	Concurrency      int
-	MaxAttempts      int
-	Grace            time.Duration
-	PageSize         int
-	FlushInterval    time.Duration
-	FlushSize        int
-	ProgressInterval time.Duration
-	BackoffBase      time.Duration
-	BackoffMax       time.Duration
 	// Seed seeds the backoff jitter.
 	Seed uint64
 	// Total is the number of pending rows at start, for progress and ETA.

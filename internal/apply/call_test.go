@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/live"
 	"github.com/reconcile/reconcile/internal/model"
 )
@@ -14,7 +15,7 @@ import (
 // advances it).
 func testRunner(maxAttempts int) *runner {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	o := Options{MaxAttempts: maxAttempts, Now: func() time.Time { return now },
+	o := Options{Apply: config.Apply{MaxAttempts: maxAttempts}, Now: func() time.Time { return now },
 		Sleep: func(ctx context.Context, d time.Duration) error { now = now.Add(d); return ctx.Err() }}
 	r := &runner{o: o, gate: NewGate(30, true, 0.5), backoff: NewBackoff(200*time.Millisecond, 10*time.Second, 1),
 		log: slog.New(slog.DiscardHandler)}

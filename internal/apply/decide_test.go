@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/live"
 	"github.com/reconcile/reconcile/internal/model"
 )
@@ -194,7 +195,7 @@ func TestDecisions(t *testing.T) {
 			outcome: model.OutcomeUpdated, attempts: 3, marked: true},
 		{name: "add exists, other values unconfirmed, no-fix-drift",
 			row:     model.Row{OtherUnconfirmed: true},
-			opts:    func(o *Options) { o.FixDrift = false },
+			opts:    func(o *Options) { o.NoFixDrift = true },
 			script:  []step{{op: "add", err: errExists}, {op: "describe", cfg: cfg(url2)}},
 			outcome: model.OutcomeDrifted, code: "Drifted", attempts: 2, marked: true},
 		{name: "add exists, other values unconfirmed, gone meanwhile",
@@ -252,10 +253,10 @@ func TestDecisions(t *testing.T) {
 			}
 			api := &fakeAPI{t: t, scripts: map[string][]step{d: slices.Clone(tt.script)}, got: map[string][]string{}}
 			clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-			o := Options{RunID: 1, FixDrift: true, Prune: tt.pruneScript, PruneMax: 10, Region: "cn-shanghai",
-				Rate: 1000, Adaptive: true, BreakerThreshold: 0.5, Concurrency: 2, MaxAttempts: 5, Grace: time.Second,
+			o := Options{RunID: 1, Apply: config.Apply{Prune: tt.pruneScript, PruneMax: 10, Region: "cn-shanghai",
+				Rate: 1000, AdaptiveRate: true, BreakerThreshold: 0.5, Concurrency: 2, MaxAttempts: 5, Grace: time.Second,
 				PageSize: 10, FlushInterval: time.Hour, FlushSize: 10, ProgressInterval: time.Hour,
-				BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond, Now: clock.Now, Sleep: clock.Sleep}
+				BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond}, Now: clock.Now, Sleep: clock.Sleep}
 			if tt.opts != nil {
 				tt.opts(&o)
 			}
@@ -300,9 +301,9 @@ func TestAccountWideRefusalStops(t *testing.T) {
 		api.scripts[d] = []step{{op: "add", err: errForbidden}}
 	}
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	o := Options{RunID: 1, FixDrift: true, Region: "cn-shanghai", Rate: 1000, BreakerThreshold: 0.5, Concurrency: 1,
+	o := Options{RunID: 1, Apply: config.Apply{Region: "cn-shanghai", Rate: 1000, BreakerThreshold: 0.5, Concurrency: 1,
 		MaxAttempts: 5, Grace: time.Second, PageSize: 100, FlushInterval: time.Hour, FlushSize: 100,
-		ProgressInterval: time.Hour, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond, Now: clock.Now, Sleep: clock.Sleep}
+		ProgressInterval: time.Hour, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}, Now: clock.Now, Sleep: clock.Sleep}
 	_, err := Run(context.Background(), o, store, fakeAPIQuiet{api})
 	if !errors.Is(err, ErrCredentials) || !strings.Contains(err.Error(), "permission") {
 		t.Fatalf("Run = %v, want ErrCredentials naming the permission refusal", err)

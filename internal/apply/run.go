@@ -61,7 +61,7 @@ func Run(ctx context.Context, o Options, store Store, api API) (Summary, error) 
 	start := o.Now()
 	r := &runner{
 		o: o, store: store, api: api, log: o.Logger,
-		gate:     NewGate(o.Rate, o.Adaptive, o.BreakerThreshold),
+		gate:     NewGate(o.Rate, o.AdaptiveRate, o.BreakerThreshold),
 		backoff:  NewBackoff(o.BackoffBase, o.BackoffMax, o.Seed),
 		results:  make(chan model.Result, o.FlushSize), // room for one batch while the previous one is written
 		flushNow: make(chan chan struct{}),
@@ -442,7 +442,7 @@ func (r *runner) apply(row model.Row) {
 	}
 	add, update := write(r.api.Add), write(r.api.Update)
 
-	if row.Applied && !r.o.FixDrift && r.o.VerifyExisting && row.LastOutcome == model.OutcomeDrifted {
+	if row.Applied && r.o.NoFixDrift && r.o.VerifyExisting && row.LastOutcome == model.OutcomeDrifted {
 		// Drift is to be reported, not fixed: look again instead of updating.
 		r.describeAndDecide(row, &res, add, update)
 		return
@@ -487,7 +487,7 @@ func (r *runner) apply(row model.Row) {
 
 // describeAndDecide describes an existing config and compares it with the
 // row: equal → already_exists (in_sync when it was drifted before); differs
-// → Update (FixDrift) or drifted; absent → Add. Each step gets at least one
+// → Update (unless NoFixDrift) or drifted; absent → Add. Each step gets at least one
 // attempt of its own.
 func (r *runner) describeAndDecide(row model.Row, res *model.Result, add, update func(context.Context) (live.Answer, error)) {
 	cfg, state, err := r.describe(row, res)
@@ -518,7 +518,7 @@ func (r *runner) describeAndDecide(row model.Row, res *model.Result, add, update
 			r.finish(*res, nil)
 			return
 		}
-	case !r.o.FixDrift:
+	case r.o.NoFixDrift:
 		res.Outcome, res.ErrorCode = model.OutcomeDrifted, "Drifted"
 		res.ErrorMessage = driftMessage(row, cfg)
 		res.PossiblyApplied = false

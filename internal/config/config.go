@@ -1,14 +1,18 @@
 // Package config parses and validates the configuration of `reconcile run`
-// (and the flags it shares with other subcommands). Every flag has an
-// environment variable; a flag wins over its variable. A Config is
-// validated once, by Parse, before anything touches the network.
+// and `reconcile verify` (and the flags they share with other subcommands).
+// Every flag has an environment variable; a flag wins over its variable. A
+// Config is validated once, by Validate, before anything touches the
+// network.
+//
+// Each default is declared once, as a constant below; DefaultRun is the one
+// place that applies them, and the flags' defaults are read from it. The
+// flag table of docs/configuration.md is tested against the flags.
 package config
 
 import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strconv"
@@ -32,6 +36,8 @@ const (
 	// MaxRate is the highest --rate accepted at all: the Gate remembers one
 	// send time per request of its 1-second window.
 	MaxRate = 100000.0
+	// DefaultAdaptiveRate: the rate is cut when the API throttles.
+	DefaultAdaptiveRate = true
 	// DefaultConcurrency is the default most requests in flight.
 	DefaultConcurrency = 32
 	// DefaultMaxAttempts is the default attempts per row per run for retryable errors.
@@ -42,8 +48,12 @@ const (
 	DefaultGrace = 20 * time.Second
 	// DefaultPageSize is how many pending rows one keyset page reads.
 	DefaultPageSize = 1000
+	// MaxPageSize is the largest --page-size accepted.
+	MaxPageSize = 100000
 	// DefaultFlushInterval is the longest an outcome waits in memory before it is written.
 	DefaultFlushInterval = time.Second
+	// MaxFlushInterval is the largest --flush-interval accepted.
+	MaxFlushInterval = time.Second
 	// DefaultFlushSize is how many buffered outcomes trigger a write before the interval.
 	DefaultFlushSize = 1000
 	// DefaultProgressInterval is how often a progress line is logged.
@@ -68,51 +78,146 @@ const (
 	// DefaultBreakerThreshold is the share of failed (5xx, reset) requests
 	// among the last BreakerWindow that pauses dispatching.
 	DefaultBreakerThreshold = 0.5
+	// DefaultLogFormat is the log format of every command: text on a
+	// terminal, JSON lines otherwise.
+	DefaultLogFormat = "auto"
+	// DefaultLogLevel is the log level of every command.
+	DefaultLogLevel = "info"
 )
 
 // ErrUsage marks configuration errors: the caller exits 2 before any API call.
 var ErrUsage = errors.New("bad configuration")
 
-// Run is the configuration of `reconcile run`.
+// Run is the configuration of `reconcile run` and `reconcile verify`.
+// DefaultRun returns it with every default; RunFlags binds it to flags.
 type Run struct {
-	DatabaseURL         string
-	Endpoint            string
-	Region              string
-	Rate                float64
-	AllowRateAboveLimit bool
-	// AdaptiveRate cuts the rate when the API throttles and creeps back up.
-	AdaptiveRate     bool
-	Concurrency      int
-	MaxAttempts      int
-	RequestTimeout   time.Duration
-	Grace            time.Duration
-	DryRun           bool
-	InsecureEndpoint bool
-	// VerifyExisting: on ConfigAlreadyExists, Describe and compare.
-	VerifyExisting bool
-	// NoFixDrift: with VerifyExisting, record drifted instead of updating.
-	NoFixDrift bool
-	// Prune deletes the configs of domains no longer desired (at most PruneMax).
-	Prune    bool
-	PruneMax int64
-	// SignatureAlgorithm is "" (the SDK's ACS3-HMAC-SHA256) or "v2" (HMAC-SHA1).
-	SignatureAlgorithm string
-	PageSize           int
-	FlushInterval      time.Duration
-	FlushSize          int
-	ProgressInterval   time.Duration
-	BackoffBase        time.Duration
-	BackoffMax         time.Duration
-	DBRetryDeadline    time.Duration
-	BreakerThreshold   float64
-	// PushgatewayURL, when set, receives the run's metrics at its end.
+	// DatabaseURL is the libpq connection string (--database-url,
+	// DATABASE_URL). Defaults to "": libpq's PG* variables.
+	DatabaseURL string
+	// Client is how the Live API is reached.
+	Client
+	// Apply is how a pass sends its requests (package apply takes it as is).
+	Apply
+	// DryRun validates and classifies the pending rows, prints what would be
+	// called and calls nothing (--dry-run). Defaults to false.
+	DryRun bool
+	// DBRetryDeadline is the longest any one database call may take, retries
+	// included; past it the run stops with exit 6 (--db-retry-deadline).
+	// Defaults to DefaultDBRetryDeadline (60s).
+	DBRetryDeadline time.Duration
+	// PushgatewayURL, when set, receives the run's metrics at its end
+	// (--pushgateway-url). Defaults to "": no push.
 	PushgatewayURL string
 	// MetricsGrouping is --metrics-grouping: "name=value,..." grouping
-	// labels of the pushed metrics; "" means DefaultMetricsGrouping.
+	// labels of the pushed metrics. Defaults to "", which means
+	// DefaultMetricsGrouping.
 	MetricsGrouping string
-	// LogFormat is "auto" (text on a terminal, JSON otherwise), "json" or "text".
+	// LogFormat is "auto" (text on a terminal, JSON otherwise), "json" or
+	// "text" (--log-format). Defaults to DefaultLogFormat ("auto").
 	LogFormat string
-	LogLevel  string
+	// LogLevel is "debug", "info", "warn" or "error" (--log-level). Defaults
+	// to DefaultLogLevel ("info").
+	LogLevel string
+}
+
+// Client is the part of Run that says how the Live API is reached.
+type Client struct {
+	// Endpoint is a host name (HTTPS) or a full http(s)://host:port URL
+	// (--endpoint). Defaults to DefaultEndpoint ("live.aliyuncs.com").
+	Endpoint string
+	// RequestTimeout is the deadline of one request (--request-timeout).
+	// Defaults to DefaultRequestTimeout (10s).
+	RequestTimeout time.Duration
+	// InsecureEndpoint allows a plain http:// endpoint that is not loopback
+	// (--insecure-endpoint). Defaults to false.
+	InsecureEndpoint bool
+	// SignatureAlgorithm is "" (the SDK's ACS3-HMAC-SHA256) or "v2"
+	// (HMAC-SHA1) (--signature-algorithm). Defaults to "".
+	SignatureAlgorithm string
+}
+
+// Apply is the part of Run that says how a pass sends its requests and
+// what it does with the answers. apply.Options embeds it.
+type Apply struct {
+	// Region is the RegionId sent when a row has none, and the RegionId of
+	// prune's Delete calls (--region). Defaults to DefaultRegion
+	// ("cn-shanghai").
+	Region string
+	// Rate is the most requests per second, retries included, over any
+	// 1-second window (--rate). Defaults to DefaultRate (25). Above
+	// APIRateLimit only with AllowRateAboveLimit; never above MaxRate.
+	Rate float64
+	// AllowRateAboveLimit allows Rate above APIRateLimit
+	// (--allow-rate-above-limit). Defaults to false.
+	AllowRateAboveLimit bool
+	// AdaptiveRate cuts the rate when the API throttles and creeps back up
+	// to Rate (--adaptive-rate). Defaults to DefaultAdaptiveRate (true).
+	AdaptiveRate bool
+	// BreakerThreshold is the share (0, 1] of 5xx/reset/timeout answers
+	// among the last 100 that pauses dispatching (--breaker-threshold).
+	// Defaults to DefaultBreakerThreshold (0.5).
+	BreakerThreshold float64
+	// Concurrency is the most requests in flight at once (--concurrency).
+	// Defaults to DefaultConcurrency (32).
+	Concurrency int
+	// MaxAttempts is the attempts per row per run for retryable errors
+	// (--max-attempts). Defaults to DefaultMaxAttempts (5).
+	MaxAttempts int
+	// Grace is how long in-flight requests may finish after SIGTERM/SIGINT
+	// (--grace). Defaults to DefaultGrace (20s).
+	Grace time.Duration
+	// PageSize is how many pending rows one keyset page reads
+	// (--page-size), 1 to MaxPageSize. Defaults to DefaultPageSize (1000).
+	PageSize int
+	// FlushInterval is the longest an outcome waits in memory before it is
+	// written (--flush-interval), at most MaxFlushInterval. Defaults to
+	// DefaultFlushInterval (1s).
+	FlushInterval time.Duration
+	// FlushSize is how many buffered outcomes trigger a write
+	// (--flush-size). Defaults to DefaultFlushSize (1000).
+	FlushSize int
+	// ProgressInterval is how often progress is reported
+	// (--progress-interval). Defaults to DefaultProgressInterval (10s).
+	ProgressInterval time.Duration
+	// BackoffBase is the first retry's backoff ceiling (exponential, full
+	// jitter) (--backoff-base). Defaults to DefaultBackoffBase (200ms).
+	BackoffBase time.Duration
+	// BackoffMax caps any one backoff (--backoff-max). Defaults to
+	// DefaultBackoffMax (10s).
+	BackoffMax time.Duration
+	// VerifyExisting: on ConfigAlreadyExists, Describe and compare; Update
+	// when the config differs (--verify-existing). Defaults to false.
+	VerifyExisting bool
+	// NoFixDrift: with VerifyExisting, record drifted instead of updating,
+	// and describe rows already drifted again instead of updating them
+	// (--no-fix-drift). Validate turns VerifyExisting on with it. Defaults
+	// to false.
+	NoFixDrift bool
+	// Prune: after the pass, Delete the configs of domains the job
+	// configured that are no longer desired, unless there are more than
+	// PruneMax of them (--prune). Defaults to false.
+	Prune bool
+	// PruneMax is the most configs Prune deletes in one run (--prune-max).
+	// Defaults to DefaultPruneMax (100).
+	PruneMax int64
+}
+
+// DefaultRun returns a Run holding every default. It is the one place
+// where defaults are applied: RunFlags starts from it.
+func DefaultRun() Run {
+	return Run{
+		Client: Client{Endpoint: DefaultEndpoint, RequestTimeout: DefaultRequestTimeout},
+		Apply: Apply{
+			Region: DefaultRegion, Rate: DefaultRate, AdaptiveRate: DefaultAdaptiveRate,
+			BreakerThreshold: DefaultBreakerThreshold, Concurrency: DefaultConcurrency,
+			MaxAttempts: DefaultMaxAttempts, Grace: DefaultGrace, PageSize: DefaultPageSize,
+			FlushInterval: DefaultFlushInterval, FlushSize: DefaultFlushSize,
+			ProgressInterval: DefaultProgressInterval, BackoffBase: DefaultBackoffBase,
+			BackoffMax: DefaultBackoffMax, PruneMax: DefaultPruneMax,
+		},
+		DBRetryDeadline: DefaultDBRetryDeadline,
+		LogFormat:       DefaultLogFormat, LogLevel: DefaultLogLevel,
+	}
 }
 
 // envName is the variable of a flag: DATABASE_URL for --database-url,
@@ -124,36 +229,28 @@ func envName(flagName string) string {
 	return "RECONCILE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// RunFlags defines the flags of `run` on fs, writing into c (initialised to
-// the defaults). Other subcommands reuse the subset they need.
+// RunFlags sets *c to DefaultRun() and defines the flags of `run` on fs,
+// writing into c; each flag's default is c's field. Other subcommands reuse
+// the subset they need.
 func RunFlags(fs *flag.FlagSet, c *Run) {
-	*c = Run{
-		Endpoint: DefaultEndpoint, Region: DefaultRegion, Rate: DefaultRate,
-		Concurrency: DefaultConcurrency, MaxAttempts: DefaultMaxAttempts,
-		RequestTimeout: DefaultRequestTimeout, Grace: DefaultGrace, PageSize: DefaultPageSize,
-		FlushInterval: DefaultFlushInterval, FlushSize: DefaultFlushSize,
-		ProgressInterval: DefaultProgressInterval, BackoffBase: DefaultBackoffBase,
-		BackoffMax: DefaultBackoffMax, DBRetryDeadline: DefaultDBRetryDeadline,
-		BreakerThreshold: DefaultBreakerThreshold, AdaptiveRate: true,
-		LogFormat: "auto", LogLevel: "info", PruneMax: DefaultPruneMax,
-	}
+	*c = DefaultRun()
 	DatabaseFlag(fs, &c.DatabaseURL)
 	fs.StringVar(&c.Endpoint, "endpoint", c.Endpoint, "API endpoint: a host name (HTTPS) or a full http(s)://host:port URL")
 	fs.StringVar(&c.Region, "region", c.Region, "RegionId sent when a row has none")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "most API requests per second, retries included, over any 1-second window")
-	fs.BoolVar(&c.AllowRateAboveLimit, "allow-rate-above-limit", false, "allow --rate above the API's 30 calls/s (simulators, raised quotas)")
+	fs.BoolVar(&c.AllowRateAboveLimit, "allow-rate-above-limit", c.AllowRateAboveLimit, "allow --rate above the API's 30 calls/s (simulators, raised quotas)")
 	fs.BoolVar(&c.AdaptiveRate, "adaptive-rate", c.AdaptiveRate, "cut the rate when the API throttles, then creep back up to --rate")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "most requests in flight at once")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "attempts per row per run for retryable errors")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "per-request deadline")
 	fs.DurationVar(&c.Grace, "grace", c.Grace, "after SIGTERM/SIGINT: how long in-flight requests may finish")
-	fs.BoolVar(&c.DryRun, "dry-run", false, "validate and classify pending rows, print what would be called, call nothing")
-	fs.BoolVar(&c.VerifyExisting, "verify-existing", false, "on ConfigAlreadyExists, Describe the config and Update it when it differs")
-	fs.BoolVar(&c.NoFixDrift, "no-fix-drift", false, "with --verify-existing: record drifted instead of updating (implies --verify-existing)")
-	fs.BoolVar(&c.Prune, "prune", false, "delete the configs of domains this job configured that are no longer desired")
+	fs.BoolVar(&c.DryRun, "dry-run", c.DryRun, "validate and classify pending rows, print what would be called, call nothing")
+	fs.BoolVar(&c.VerifyExisting, "verify-existing", c.VerifyExisting, "on ConfigAlreadyExists, Describe the config and Update it when it differs")
+	fs.BoolVar(&c.NoFixDrift, "no-fix-drift", c.NoFixDrift, "with --verify-existing: record drifted instead of updating (implies --verify-existing)")
+	fs.BoolVar(&c.Prune, "prune", c.Prune, "delete the configs of domains this job configured that are no longer desired")
 	fs.Int64Var(&c.PruneMax, "prune-max", c.PruneMax, "most configs --prune deletes in one run; with more candidates it deletes none")
-	fs.BoolVar(&c.InsecureEndpoint, "insecure-endpoint", false, "allow a plain http:// endpoint that is not loopback")
-	fs.StringVar(&c.SignatureAlgorithm, "signature-algorithm", "", `request signature: "" (ACS3-HMAC-SHA256) or "v2" (legacy HMAC-SHA1)`)
+	fs.BoolVar(&c.InsecureEndpoint, "insecure-endpoint", c.InsecureEndpoint, "allow a plain http:// endpoint that is not loopback")
+	fs.StringVar(&c.SignatureAlgorithm, "signature-algorithm", c.SignatureAlgorithm, `request signature: "" (ACS3-HMAC-SHA256) or "v2" (legacy HMAC-SHA1)`)
 	fs.IntVar(&c.PageSize, "page-size", c.PageSize, "pending rows read per keyset page")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest an outcome waits before it is written")
 	fs.IntVar(&c.FlushSize, "flush-size", c.FlushSize, "buffered outcomes that trigger a write")
@@ -162,164 +259,116 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.DurationVar(&c.BackoffMax, "backoff-max", c.BackoffMax, "cap of any one backoff")
 	fs.DurationVar(&c.DBRetryDeadline, "db-retry-deadline", c.DBRetryDeadline, "longest any one database call may take, retries included (then exit 6)")
 	fs.Float64Var(&c.BreakerThreshold, "breaker-threshold", c.BreakerThreshold, "share (0-1) of 5xx/reset answers among the last 100 requests that pauses dispatching")
-	fs.StringVar(&c.PushgatewayURL, "pushgateway-url", "", "Prometheus Pushgateway to push the run's metrics to at its end")
-	fs.StringVar(&c.MetricsGrouping, "metrics-grouping", "", "Pushgateway grouping labels name=value,... (default "+DefaultMetricsGrouping+"): one group per deployment")
+	fs.StringVar(&c.PushgatewayURL, "pushgateway-url", c.PushgatewayURL, "Prometheus Pushgateway to push the run's metrics to at its end")
+	fs.StringVar(&c.MetricsGrouping, "metrics-grouping", c.MetricsGrouping, "Pushgateway grouping labels name=value,... (default "+DefaultMetricsGrouping+"): one group per deployment")
 	LogFlags(fs, &c.LogFormat, &c.LogLevel)
 }
 
-// DefaultRun returns a Run holding every default.
-func DefaultRun() Run {
-	var c Run
-	RunFlags(flag.NewFlagSet("defaults", flag.ContinueOnError), &c)
-	return c
+// VerifyFlags defines the flags of `verify` on fs, writing into c: those of
+// run, except the ones that change what a run does in the cloud, which
+// verify never does. Parse refuses those (exit 2, naming the flag or
+// variable) instead of ignoring them, and Usage does not list them.
+func VerifyFlags(fs *flag.FlagSet, c *Run) {
+	RunFlags(fs, c)
+	Refuse(fs, "verify has no dry run: it only describes and changes nothing in the cloud (reconcile plan shows what a run would do)", "dry-run")
+	Refuse(fs, "verify always describes and compares, and never updates", "verify-existing", "no-fix-drift")
+	Refuse(fs, "verify never deletes", "prune", "prune-max")
 }
 
 // DatabaseFlag defines --database-url (env DATABASE_URL).
 func DatabaseFlag(fs *flag.FlagSet, dst *string) {
-	fs.StringVar(dst, "database-url", "", "Postgres connection string (URL or key=value); default: libpq PG* variables")
+	fs.StringVar(dst, "database-url", *dst, "Postgres connection string (URL or key=value); default: libpq PG* variables")
 }
 
-// LogFlags defines --log-format and --log-level.
+// LogFlags defines --log-format and --log-level; an empty *format or
+// *level is set to its default first.
 func LogFlags(fs *flag.FlagSet, format, level *string) {
 	if *format == "" {
-		*format = "auto"
+		*format = DefaultLogFormat
 	}
 	if *level == "" {
-		*level = "info"
+		*level = DefaultLogLevel
 	}
 	fs.StringVar(format, "log-format", *format, "auto (text on a terminal, JSON otherwise), json or text")
 	fs.StringVar(level, "log-level", *level, "debug, info, warn or error")
 }
 
-// commandLineOnly ends the usage of flags that have no environment variable.
-const commandLineOnly = " (command line only: no environment variable)"
+// Validate checks c once, before any connection or request. Errors wrap
+// ErrUsage and name every bad setting by its flag. On success, NoFixDrift
+// has turned VerifyExisting on.
+func (c *Run) Validate() error { return c.ValidateFrom(Sources{}) }
 
-// CommandLineOnly marks flags of fs that Parse must not take from the
-// environment: per-invocation switches such as import's --replace, which a
-// stray variable in a CronJob's environment must never turn on.
-func CommandLineOnly(fs *flag.FlagSet, names ...string) {
-	for _, n := range names {
-		if f := fs.Lookup(n); f != nil && !strings.HasSuffix(f.Usage, commandLineOnly) {
-			f.Usage += commandLineOnly
-		}
-	}
-}
-
-// Parse applies the environment (lookup, usually os.LookupEnv) and then args
-// to fs: a flag given on the command line wins over its variable. Errors
-// wrap ErrUsage and name the flag or variable.
-func Parse(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) error {
-	fs.SetOutput(io.Discard)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if envErr != nil {
-			return
-		}
-		if strings.HasSuffix(f.Usage, commandLineOnly) {
-			return
-		}
-		name := envName(f.Name)
-		if v, ok := lookup(name); ok && v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%w: %s=%q: %v", ErrUsage, name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
-	}
-	return nil
-}
-
-// Usage writes fs's flags with their variables to w.
-func Usage(w io.Writer, fs *flag.FlagSet, head string) {
-	fmt.Fprintln(w, head)
-	fs.VisitAll(func(f *flag.Flag) {
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		env := "env " + envName(f.Name) + ", "
-		if strings.HasSuffix(f.Usage, commandLineOnly) {
-			env = ""
-		}
-		fmt.Fprintf(w, "  --%s (%sdefault %s)\n      %s\n", f.Name, env, def, f.Usage)
-	})
-}
-
-// Validate checks c once, before any connection or request.
-func (c *Run) Validate() error {
+// ValidateFrom is Validate with the Sources Parse returned: a message names
+// the variable a bad value came from, or else the flag.
+func (c *Run) ValidateFrom(src Sources) error {
 	var errs []string
 	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	n := src.Name
 	if !(c.Rate > 0) || math.IsInf(c.Rate, 0) || c.Rate > MaxRate {
-		add("--rate must be above 0 and at most %v (got %v)", MaxRate, c.Rate)
+		add("%s must be above 0 and at most %v (got %v)", n("rate"), MaxRate, c.Rate)
 	} else if c.Rate > APIRateLimit && !c.AllowRateAboveLimit {
-		add("--rate %v is above the API's limit of %v calls/s per account; give --allow-rate-above-limit if your quota was raised or you target a simulator", c.Rate, APIRateLimit)
+		allow := "--allow-rate-above-limit"
+		if src.FromEnv("rate") {
+			allow += " (or " + envName("allow-rate-above-limit") + "=true)"
+		}
+		add("%s is above the API's limit of %v calls/s per account; give %s if your quota was raised or you target a simulator",
+			src.Setting("rate", FormatFloat(c.Rate)), APIRateLimit, allow)
 	}
 	if c.Concurrency < 1 {
-		add("--concurrency must be at least 1 (got %d)", c.Concurrency)
+		add("%s must be at least 1 (got %d)", n("concurrency"), c.Concurrency)
 	}
 	if c.MaxAttempts < 1 {
-		add("--max-attempts must be at least 1 (got %d)", c.MaxAttempts)
+		add("%s must be at least 1 (got %d)", n("max-attempts"), c.MaxAttempts)
 	}
 	if c.RequestTimeout <= 0 {
-		add("--request-timeout must be above 0 (got %v)", c.RequestTimeout)
+		add("%s must be above 0 (got %v)", n("request-timeout"), c.RequestTimeout)
 	}
 	if c.Grace < 0 {
-		add("--grace must not be negative (got %v)", c.Grace)
+		add("%s must not be negative (got %v)", n("grace"), c.Grace)
 	}
 	if c.Endpoint == "" {
-		add("--endpoint is empty")
+		add("%s is empty", n("endpoint"))
 	}
 	if c.Region == "" {
-		add("--region is empty")
+		add("%s is empty", n("region"))
 	}
 	if c.SignatureAlgorithm != "" && c.SignatureAlgorithm != "v2" {
-		add(`--signature-algorithm must be "" or "v2" (got %q)`, c.SignatureAlgorithm)
+		add(`%s must be "" or "v2" (got %q)`, n("signature-algorithm"), c.SignatureAlgorithm)
 	}
-	if c.PageSize < 1 || c.PageSize > 100000 {
-		add("--page-size must be 1 to 100000 (got %d)", c.PageSize)
+	if c.PageSize < 1 || c.PageSize > MaxPageSize {
+		add("%s must be 1 to %d (got %d)", n("page-size"), MaxPageSize, c.PageSize)
 	}
-	if c.FlushInterval <= 0 || c.FlushInterval > time.Second {
-		add("--flush-interval must be above 0 and at most 1s (got %v)", c.FlushInterval)
+	if c.FlushInterval <= 0 || c.FlushInterval > MaxFlushInterval {
+		add("%s must be above 0 and at most %v (got %v)", n("flush-interval"), MaxFlushInterval, c.FlushInterval)
 	}
 	if c.PruneMax < 0 {
-		add("--prune-max must not be negative (got %d)", c.PruneMax)
+		add("%s must not be negative (got %d)", n("prune-max"), c.PruneMax)
 	}
 	if c.FlushSize < 1 {
-		add("--flush-size must be at least 1 (got %d)", c.FlushSize)
+		add("%s must be at least 1 (got %d)", n("flush-size"), c.FlushSize)
 	}
 	if c.ProgressInterval <= 0 {
-		add("--progress-interval must be above 0 (got %v)", c.ProgressInterval)
+		add("%s must be above 0 (got %v)", n("progress-interval"), c.ProgressInterval)
 	}
 	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
-		add("--backoff-base must be above 0 and at most --backoff-max (got %v, %v)", c.BackoffBase, c.BackoffMax)
+		add("%s must be above 0 and at most %s (got %v, %v)", n("backoff-base"), n("backoff-max"), c.BackoffBase, c.BackoffMax)
 	}
 	if c.DBRetryDeadline <= 0 {
-		add("--db-retry-deadline must be above 0 (got %v)", c.DBRetryDeadline)
+		add("%s must be above 0 (got %v)", n("db-retry-deadline"), c.DBRetryDeadline)
 	}
 	if !(c.BreakerThreshold > 0 && c.BreakerThreshold <= 1) {
-		add("--breaker-threshold must be in (0, 1] (got %v)", c.BreakerThreshold)
+		add("%s must be in (0, 1] (got %v)", n("breaker-threshold"), c.BreakerThreshold)
 	}
-	if err := ValidateLog(c.LogFormat, c.LogLevel); err != nil {
+	if err := src.checkLog(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if c.PushgatewayURL != "" {
 		if err := metrics.ValidateURL(c.PushgatewayURL); err != nil {
-			add("--pushgateway-url: %v", err)
+			add("%s: %v", n("pushgateway-url"), err)
 		}
 	}
 	if _, err := metrics.ParseGrouping(c.MetricsGrouping); err != nil {
-		add("--metrics-grouping: %v", err)
+		add("%s: %v", n("metrics-grouping"), err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrUsage, strings.Join(errs, "; "))
@@ -330,17 +379,29 @@ func (c *Run) Validate() error {
 	return nil
 }
 
-// ValidateLog checks --log-format and --log-level.
-func ValidateLog(format, level string) error {
+// ValidateLog checks --log-format and --log-level given as flags; see
+// Sources.ValidateLog to name their variables when they came from there.
+func ValidateLog(format, level string) error { return Sources{}.checkLog(format, level) }
+
+// ValidateLog checks --log-format and --log-level; the error wraps
+// ErrUsage and names the flag or the variable the value came from.
+func (s Sources) ValidateLog(format, level string) error {
+	if err := s.checkLog(format, level); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return nil
+}
+
+func (s Sources) checkLog(format, level string) error {
 	switch format {
 	case "auto", "json", "text":
 	default:
-		return fmt.Errorf("--log-format must be auto, json or text (got %q)", format)
+		return fmt.Errorf("%s must be auto, json or text (got %q)", s.Name("log-format"), format)
 	}
 	switch level {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("--log-level must be debug, info, warn or error (got %q)", level)
+		return fmt.Errorf("%s must be debug, info, warn or error (got %q)", s.Name("log-level"), level)
 	}
 	return nil
 }

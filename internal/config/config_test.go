@@ -18,10 +18,11 @@ func parseRun(args []string, env map[string]string) (c Run, err error, parseErr 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	RunFlags(fs, &c)
 	lookup := func(name string) (string, bool) { v, ok := env[name]; return v, ok }
-	if err := Parse(fs, args, lookup); err != nil {
+	src, err := Parse(fs, args, lookup)
+	if err != nil {
 		return c, err, true
 	}
-	return c, c.Validate(), false
+	return c, c.ValidateFrom(src), false
 }
 
 // TestContractDefaults: the defaults and variable names of
@@ -36,11 +37,13 @@ func TestContractDefaults(t *testing.T) {
 		t.Errorf("parsed defaults %+v differ from DefaultRun() %+v", c, DefaultRun())
 	}
 	want := Run{
-		Endpoint: "live.aliyuncs.com", Region: "cn-shanghai", Rate: 25, Concurrency: 32, MaxAttempts: 5,
-		RequestTimeout: 10 * time.Second, Grace: 20 * time.Second, AdaptiveRate: true, PageSize: 1000,
-		FlushInterval: time.Second, FlushSize: 1000, ProgressInterval: 10 * time.Second,
-		BackoffBase: 200 * time.Millisecond, BackoffMax: 10 * time.Second, DBRetryDeadline: 60 * time.Second,
-		BreakerThreshold: 0.5, LogFormat: "auto", LogLevel: "info", PruneMax: 100,
+		Client: Client{Endpoint: "live.aliyuncs.com", RequestTimeout: 10 * time.Second},
+		Apply: Apply{Region: "cn-shanghai", Rate: 25, Concurrency: 32, MaxAttempts: 5,
+			Grace: 20 * time.Second, AdaptiveRate: true, PageSize: 1000,
+			FlushInterval: time.Second, FlushSize: 1000, ProgressInterval: 10 * time.Second,
+			BackoffBase: 200 * time.Millisecond, BackoffMax: 10 * time.Second,
+			BreakerThreshold: 0.5, PruneMax: 100},
+		DBRetryDeadline: 60 * time.Second, LogFormat: "auto", LogLevel: "info",
 	}
 	if c != want {
 		t.Errorf("defaults %+v, want %+v", c, want)
@@ -99,7 +102,7 @@ func TestEveryVariable(t *testing.T) {
 		{"grace", "0s", "3s", func(c Run) any { return c.Grace }, time.Duration(0), 3 * time.Second},
 		{"dry-run", "1", "false", func(c Run) any { return c.DryRun }, true, false},
 		{"insecure-endpoint", "TRUE", "false", func(c Run) any { return c.InsecureEndpoint }, true, false},
-		{"verify-existing", "t", "false", func(c Run) any { return c.VerifyExisting }, true, false},
+		{"verify-existing", "on", "false", func(c Run) any { return c.VerifyExisting }, true, false},
 		{"prune", "true", "false", func(c Run) any { return c.Prune }, true, false},
 		{"prune-max", "7", "0", func(c Run) any { return c.PruneMax }, int64(7), int64(0)},
 		{"signature-algorithm", "v2", "", func(c Run) any { return c.SignatureAlgorithm }, "v2", ""},
@@ -167,7 +170,7 @@ func TestEveryFlagReadsItsVariable(t *testing.T) {
 		byEnv := flag.NewFlagSet("run", flag.ContinueOnError)
 		var a Run
 		RunFlags(byEnv, &a)
-		if err := Parse(byEnv, nil, func(name string) (string, bool) {
+		if _, err := Parse(byEnv, nil, func(name string) (string, bool) {
 			return v, name == envName(f.Name)
 		}); err != nil {
 			t.Errorf("%s=%q: %v", envName(f.Name), v, err)
@@ -176,7 +179,7 @@ func TestEveryFlagReadsItsVariable(t *testing.T) {
 		byFlag := flag.NewFlagSet("run", flag.ContinueOnError)
 		var b Run
 		RunFlags(byFlag, &b)
-		if err := Parse(byFlag, []string{"--" + f.Name + "=" + v}, func(string) (string, bool) { return "", false }); err != nil {
+		if _, err := Parse(byFlag, []string{"--" + f.Name + "=" + v}, func(string) (string, bool) { return "", false }); err != nil {
 			t.Errorf("--%s=%q: %v", f.Name, v, err)
 			return
 		}
@@ -210,7 +213,7 @@ func TestParseAndValidate(t *testing.T) {
 		}},
 		{name: "rate_31_refused", args: []string{"--rate", "31"}, wantErr: []string{"--rate", "31", "--allow-rate-above-limit"}},
 		{name: "rate_30.5_refused", args: []string{"--rate=30.5"}, wantErr: []string{"--rate", "--allow-rate-above-limit"}},
-		{name: "rate_31_by_env_refused", env: map[string]string{"RECONCILE_RATE": "31"}, wantErr: []string{"--rate", "--allow-rate-above-limit"}},
+		{name: "rate_31_by_env_refused", env: map[string]string{"RECONCILE_RATE": "31"}, wantErr: []string{"RECONCILE_RATE=31 is above", "--allow-rate-above-limit", "RECONCILE_ALLOW_RATE_ABOVE_LIMIT=true"}},
 		{name: "rate_31_allowed", args: []string{"--rate", "31", "--allow-rate-above-limit"}},
 		{name: "rate_31_allowed_by_env", args: []string{"--rate", "31"}, env: map[string]string{"RECONCILE_ALLOW_RATE_ABOVE_LIMIT": "true"}},
 		{name: "allow_by_env_overridden_by_flag", args: []string{"--rate", "31", "--allow-rate-above-limit=false"},
@@ -237,9 +240,9 @@ func TestParseAndValidate(t *testing.T) {
 				t.Errorf("durations %v %v %v", c.RequestTimeout, c.Grace, c.FlushInterval)
 			}
 		}},
-		{name: "duration_without_unit", args: []string{"--request-timeout", "5"}, wantErr: []string{"-request-timeout", `"5"`}, parse: true},
+		{name: "duration_without_unit", args: []string{"--request-timeout", "5"}, wantErr: []string{"--request-timeout", `"5"`, "10s"}, parse: true},
 		{name: "duration_bad_env", env: map[string]string{"RECONCILE_GRACE": "soon"}, wantErr: []string{"RECONCILE_GRACE", "soon"}, parse: true},
-		{name: "duration_env_without_unit", env: map[string]string{"RECONCILE_REQUEST_TIMEOUT": "10"}, wantErr: []string{"RECONCILE_REQUEST_TIMEOUT"}, parse: true},
+		{name: "duration_env_without_unit", env: map[string]string{"RECONCILE_REQUEST_TIMEOUT": "10"}, wantErr: []string{"RECONCILE_REQUEST_TIMEOUT", "with a unit", "10s"}, parse: true},
 		{name: "request_timeout_zero", args: []string{"--request-timeout", "0s"}, wantErr: []string{"--request-timeout"}},
 		{name: "request_timeout_negative", args: []string{"--request-timeout", "-1s"}, wantErr: []string{"--request-timeout"}},
 		{name: "grace_negative", args: []string{"--grace", "-1s"}, wantErr: []string{"--grace"}},
@@ -253,7 +256,7 @@ func TestParseAndValidate(t *testing.T) {
 		{name: "db_retry_deadline_zero", args: []string{"--db-retry-deadline", "0s"}, wantErr: []string{"--db-retry-deadline"}},
 
 		// Booleans.
-		{name: "bool_env_true_forms", env: map[string]string{"RECONCILE_DRY_RUN": "1", "RECONCILE_PRUNE": "T", "RECONCILE_INSECURE_ENDPOINT": "True"}, check: func(t *testing.T, c Run) {
+		{name: "bool_env_true_forms", env: map[string]string{"RECONCILE_DRY_RUN": "1", "RECONCILE_PRUNE": "ON", "RECONCILE_INSECURE_ENDPOINT": "True"}, check: func(t *testing.T, c Run) {
 			if !c.DryRun || !c.Prune || !c.InsecureEndpoint {
 				t.Errorf("dry-run %v prune %v insecure %v, want all true", c.DryRun, c.Prune, c.InsecureEndpoint)
 			}
@@ -263,8 +266,13 @@ func TestParseAndValidate(t *testing.T) {
 				t.Error("RECONCILE_ADAPTIVE_RATE=0 left adaptive rate on")
 			}
 		}},
-		{name: "bool_env_yes_refused", env: map[string]string{"RECONCILE_DRY_RUN": "yes"}, wantErr: []string{"RECONCILE_DRY_RUN", "yes"}, parse: true},
-		{name: "bool_flag_value_refused", args: []string{"--dry-run=maybe"}, wantErr: []string{"-dry-run", "maybe"}, parse: true},
+		{name: "bool_env_yes", env: map[string]string{"RECONCILE_DRY_RUN": "yes"}, check: func(t *testing.T, c Run) {
+			if !c.DryRun {
+				t.Error("RECONCILE_DRY_RUN=yes left dry run off")
+			}
+		}},
+		{name: "bool_env_t_refused", env: map[string]string{"RECONCILE_DRY_RUN": "t"}, wantErr: []string{"RECONCILE_DRY_RUN", `"t"`, BoolWords}, parse: true},
+		{name: "bool_flag_value_refused", args: []string{"--dry-run=maybe"}, wantErr: []string{"--dry-run", "maybe", BoolWords}, parse: true},
 		{name: "bool_flag_wins_over_env", args: []string{"--adaptive-rate=true"}, env: map[string]string{"RECONCILE_ADAPTIVE_RATE": "false"}, check: func(t *testing.T, c Run) {
 			if !c.AdaptiveRate {
 				t.Error("--adaptive-rate=true lost to RECONCILE_ADAPTIVE_RATE=false")
@@ -308,17 +316,18 @@ func TestParseAndValidate(t *testing.T) {
 			}
 		}},
 		{name: "signature_algorithm_unknown", args: []string{"--signature-algorithm", "v4"}, wantErr: []string{"--signature-algorithm", "v4"}},
-		{name: "signature_algorithm_unknown_env", env: map[string]string{"RECONCILE_SIGNATURE_ALGORITHM": "hmac"}, wantErr: []string{"--signature-algorithm", "hmac"}},
+		{name: "signature_algorithm_unknown_env", env: map[string]string{"RECONCILE_SIGNATURE_ALGORITHM": "hmac"}, wantErr: []string{"RECONCILE_SIGNATURE_ALGORITHM", "hmac"}},
 		{name: "log_format_unknown", args: []string{"--log-format", "xml"}, wantErr: []string{"--log-format", "xml"}},
-		{name: "log_level_unknown", env: map[string]string{"RECONCILE_LOG_LEVEL": "trace"}, wantErr: []string{"--log-level", "trace"}},
+		{name: "log_level_unknown", env: map[string]string{"RECONCILE_LOG_LEVEL": "trace"}, wantErr: []string{"RECONCILE_LOG_LEVEL", "trace"}},
 		{name: "several_errors_all_named", args: []string{"--rate", "0", "--concurrency", "0", "--flush-size", "0"},
 			wantErr: []string{"--rate", "--concurrency", "--flush-size"}},
 
 		// Arguments.
 		{name: "unexpected_argument", args: []string{"--rate", "5", "extra"}, wantErr: []string{"unexpected argument", "extra"}, parse: true},
 		{name: "unexpected_argument_after_dashdash", args: []string{"--", "--rate"}, wantErr: []string{"unexpected argument", "--rate"}, parse: true},
-		{name: "unknown_flag", args: []string{"--no-such-flag"}, wantErr: []string{"no-such-flag"}, parse: true},
-		{name: "flag_without_value", args: []string{"--rate"}, wantErr: []string{"-rate"}, parse: true},
+		{name: "unknown_flag", args: []string{"--no-such-flag"}, wantErr: []string{"unknown flag --no-such-flag"}, parse: true},
+		{name: "unknown_single_dash_flag_named_with_two", args: []string{"-bogus"}, wantErr: []string{"unknown flag --bogus"}, parse: true},
+		{name: "flag_without_value", args: []string{"--rate"}, wantErr: []string{"--rate needs a value"}, parse: true},
 		{name: "single_dash_flag", args: []string{"-rate", "4"}, check: func(t *testing.T, c Run) {
 			if c.Rate != 4 {
 				t.Errorf("rate %v", c.Rate)

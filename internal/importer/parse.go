@@ -4,7 +4,7 @@
 // one transaction — all or nothing.
 //
 // The file's first line is exactly Header. Every other line is one desired
-// row: notify_req_auth is true/false/yes/no/1/0 (any case), an empty
+// row: notify_req_auth is true/false/yes/no/on/off/1/0 (any case), an empty
 // notify_auth_key or region_id is stored as NULL, and the row must pass
 // validate.Row, the same check a run applies, so that an imported row is one
 // the run can send. Bad lines are reported with their line number, column
@@ -20,6 +20,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/validate"
 )
@@ -166,7 +167,7 @@ func (p *Parser) Next() (Record, *LineError, error) {
 	}
 	reqAuth, ok := ParseBool(fields[colReqAuth])
 	if !ok {
-		return bad(colReqAuth, "must be true, false, yes, no, 1 or 0")
+		return bad(colReqAuth, "must be "+config.BoolWords)
 	}
 	rec.Row.NotifyURL = fields[colURL]
 	rec.Row.ReqAuth = reqAuth
@@ -188,20 +189,10 @@ func (p *Parser) Next() (Record, *LineError, error) {
 	return rec, nil, nil
 }
 
-// ParseBool reads notify_req_auth: true/yes/1 and false/no/0, in any case.
-// Anything else (the empty string included) is not ok.
-func ParseBool(s string) (v, ok bool) {
-	if len(s) > 5 {
-		return false, false
-	}
-	switch strings.ToLower(s) {
-	case "true", "yes", "1":
-		return true, true
-	case "false", "no", "0":
-		return false, true
-	}
-	return false, false
-}
+// ParseBool reads notify_req_auth with the words every flag and variable
+// of reconcile takes (config.ParseBool): true/yes/on/1 and false/no/off/0,
+// in any case. Anything else (the empty string included) is not ok.
+func ParseBool(s string) (v, ok bool) { return config.ParseBool(s) }
 
 // storable reports whether s can be stored as text in Postgres (valid
 // UTF-8, no NUL byte).

@@ -261,9 +261,9 @@ func TestLineErrorText(t *testing.T) {
 
 func TestParseBool(t *testing.T) {
 	for in, want := range map[string]int{ // 1 true, 0 false, -1 refused
-		"true": 1, "TRUE": 1, "yes": 1, "Yes": 1, "1": 1,
-		"false": 0, "False": 0, "no": 0, "NO": 0, "0": 0,
-		"": -1, "y": -1, "n": -1, "t": -1, "2": -1, " true": -1, "true ": -1, "on": -1, "yesyes": -1,
+		"true": 1, "TRUE": 1, "yes": 1, "Yes": 1, "1": 1, "on": 1, "ON": 1,
+		"false": 0, "False": 0, "no": 0, "NO": 0, "0": 0, "off": 0, "Off": 0,
+		"": -1, "y": -1, "n": -1, "t": -1, "2": -1, " true": -1, "true ": -1, "yesyes": -1, "offf": -1,
 	} {
 		v, ok := ParseBool(in)
 		got := -1

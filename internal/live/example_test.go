@@ -11,7 +11,7 @@ import (
 
 // A Client sends the four snapshot-callback operations and classifies every
 // answer. Here it talks to the project's simulator; against the real API,
-// leave Endpoint at live.DefaultEndpoint and use live.DefaultChain() for
+// set Endpoint to config.DefaultEndpoint (live.aliyuncs.com) and use live.DefaultChain() for
 // credentials.
 func ExampleClient() {
 	sim := livesim.New(livesim.Options{AccessKeyID: "id", AccessKeySecret: "secret"})

@@ -8,13 +8,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reconcile/reconcile/internal/config"
 )
 
-// Defaults applied by New when an Options field is zero.
+// Defaults applied by New when an Options field is zero: those of
+// `reconcile run`'s flags, declared once in package config.
 const (
-	DefaultEndpoint       = "live.aliyuncs.com" // for the caller's flag default
-	DefaultRequestTimeout = 10 * time.Second
-	DefaultMaxConns       = 32
+	DefaultRequestTimeout = config.DefaultRequestTimeout
+	DefaultMaxConns       = config.DefaultConcurrency
 	// MaxAnswerBytes bounds how much of an answer body is read; a longer body
 	// fails the call with a TransportError (AnswerStatus set).
 	MaxAnswerBytes = 1 << 20
@@ -30,8 +32,8 @@ var ErrInsecureEndpoint = errors.New("refusing plain http:// endpoint on a non-l
 type Options struct {
 	// Endpoint is a host name[:port] (spoken to over HTTPS) or a full
 	// http://host:port / https://host:port URL (simulators, proxies).
-	// Required: empty is an error (the caller's flag default is
-	// DefaultEndpoint).
+	// Required: empty is an error (--endpoint's default is
+	// config.DefaultEndpoint).
 	Endpoint string
 	// Region is the RegionId sent when a Request has none.
 	Region string
