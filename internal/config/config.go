@@ -266,13 +266,16 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 
 // VerifyFlags defines the flags of `verify` on fs, writing into c: those of
 // run, except the ones that change what a run does in the cloud, which
-// verify never does. Parse refuses those (exit 2, naming the flag or
-// variable) instead of ignoring them, and Usage does not list them.
+// verify never does. Parse refuses them on the command line (exit 2, naming
+// the flag) instead of ignoring them, and Usage does not list them. Their
+// variables are ignored, so that an environment shared with `run` (a
+// CronJob's) does not stop verify — except RECONCILE_DRY_RUN set to true:
+// whoever sets it expects no call at all, and verify calls Describe.
 func VerifyFlags(fs *flag.FlagSet, c *Run) {
 	RunFlags(fs, c)
 	Refuse(fs, "verify has no dry run: it only describes and changes nothing in the cloud (reconcile plan shows what a run would do)", "dry-run")
-	Refuse(fs, "verify always describes and compares, and never updates", "verify-existing", "no-fix-drift")
-	Refuse(fs, "verify never deletes", "prune", "prune-max")
+	RefuseFlags(fs, "verify always describes and compares, and never updates", "verify-existing", "no-fix-drift")
+	RefuseFlags(fs, "verify never deletes", "prune", "prune-max")
 }
 
 // DatabaseFlag defines --database-url (env DATABASE_URL).

@@ -83,7 +83,8 @@ func CommandLineOnly(fs *flag.FlagSet, names ...string) {
 // Refuse). It keeps the flag's own Value for its type and default.
 type refused struct {
 	flag.Value
-	why string
+	why       string
+	ignoreEnv bool // its variable is ignored rather than refused
 }
 
 func (r *refused) Set(string) error { return errors.New(r.why) }
@@ -93,11 +94,18 @@ func (r *refused) IsBoolFlag() bool { return isBoolValue(r.Value) }
 // Refuse marks flags of fs that the command does not act on: Parse refuses
 // them on the command line, and refuses their variables when set to
 // anything but the default, with why (exit 2); Usage does not list them.
-func Refuse(fs *flag.FlagSet, why string, names ...string) {
+func Refuse(fs *flag.FlagSet, why string, names ...string) { refuse(fs, why, false, names) }
+
+// RefuseFlags is Refuse for flags whose variables are harmless to the
+// command: the command line is refused, the variables are ignored (an
+// environment shared with `run`, such as a CronJob's, must not stop it).
+func RefuseFlags(fs *flag.FlagSet, why string, names ...string) { refuse(fs, why, true, names) }
+
+func refuse(fs *flag.FlagSet, why string, ignoreEnv bool, names []string) {
 	for _, n := range names {
 		if f := fs.Lookup(n); f != nil {
 			if _, done := f.Value.(*refused); !done {
-				f.Value = &refused{Value: f.Value, why: why}
+				f.Value = &refused{Value: f.Value, why: why, ignoreEnv: ignoreEnv}
 			}
 		}
 	}
@@ -189,7 +197,7 @@ func parse(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), 
 			return
 		}
 		if r, ok := f.Value.(*refused); ok {
-			if normalize(f, v) != f.DefValue {
+			if !r.ignoreEnv && normalize(f, v) != f.DefValue {
 				envErr = fmt.Errorf("%w: %s=%q: %s", ErrUsage, name, v, r.why)
 			}
 			return
