@@ -304,3 +304,76 @@ func TestGateStallIsNotTheBudget(t *testing.T) {
 		t.Fatalf("rate %v after a throttle that followed a stall, want %v (×AIMDDecrease)", got, want)
 	}
 }
+
+// fakeHistory is a SendHistory with fixed answers.
+type fakeHistory struct {
+	all, accepted int
+	first         time.Time
+	covers        bool
+}
+
+func (h fakeHistory) Before(time.Time) (int, int)  { return h.all, h.accepted }
+func (h fakeHistory) First() time.Time             { return h.first }
+func (h fakeHistory) Covers(now, t time.Time) bool { return h.covers }
+
+// TestAIMDCut: the first throttled answer cuts the rate to the accepted
+// rate of the second before the throttled request when the history
+// measures it (known send time, covered, the job pressing on the budget,
+// below the current rate), else to the current rate × AIMDDecrease; never
+// below the floor; and always reports the rate as set.
+func TestAIMDCut(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sent, at := t0.Add(9900*time.Millisecond), t0.Add(10*time.Second)
+	pressing := fakeHistory{all: 30, accepted: 12, covers: true}
+	for _, tt := range []struct {
+		name    string
+		h       fakeHistory
+		written bool
+		want    float64
+	}{
+		{"measured", pressing, true, 12},
+		{"send time unknown", pressing, false, 30 * AIMDDecrease},
+		{"history forgot the second before", fakeHistory{all: 30, accepted: 12}, true, 30 * AIMDDecrease},
+		{"not pressing (a stall)", fakeHistory{all: 3, accepted: 3, covers: true}, true, 30 * AIMDDecrease},
+		{"accepted at the full rate", fakeHistory{all: 30, accepted: 30, covers: true}, true, 30 * AIMDDecrease},
+		{"pressing since a recent first send", fakeHistory{all: 3, accepted: 2, first: sent.Add(-100 * time.Millisecond), covers: true}, true, 2},
+		{"measured below the floor", fakeHistory{all: 30, covers: true}, true, 30 * MinAdaptiveRate},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := NewAIMD(30)
+			ev := Throttle{At: at}
+			if tt.written {
+				ev.Sent, ev.Written = sent, true
+			}
+			if r, set := a.Throttled(ev, tt.h); r != tt.want || !set {
+				t.Fatalf("Throttled = %v, %v; want %v, true", r, set, tt.want)
+			}
+			if r := a.Rate(at); r != tt.want {
+				t.Fatalf("Rate right after the cut = %v, want %v", r, tt.want)
+			}
+		})
+	}
+	// At the floor a cut still reports the rate set (the Gate re-spaces).
+	a := NewAIMD(30)
+	floor := fakeHistory{all: 30, covers: true}
+	a.Throttled(Throttle{At: at, Sent: sent, Written: true}, floor)
+	next := at.Add(2 * window)
+	if r, set := a.Throttled(Throttle{At: next, Sent: next.Add(-100 * time.Millisecond), Written: true}, floor); r != 30*MinAdaptiveRate || !set {
+		t.Fatalf("a cut at the floor = %v, %v; want %v, true", r, set, 30*MinAdaptiveRate)
+	}
+}
+
+// TestFixedRate: the policy of a Gate without adaptive pacing never
+// changes its rate.
+func TestFixedRate(t *testing.T) {
+	t.Parallel()
+	p := DefaultPolicy(30, false)
+	if r, set := p.Throttled(Throttle{}, fakeHistory{all: 30, covers: true}); r != 30 || set {
+		t.Fatalf("Throttled = %v, %v; want 30, false", r, set)
+	}
+	if r := p.Rate(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); r != 30 {
+		t.Fatalf("Rate = %v, want 30", r)
+	}
+}

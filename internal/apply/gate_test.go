@@ -173,3 +173,69 @@ func TestGatePendingSendHoldsTheWindow(t *testing.T) {
 	}
 	_ = s
 }
+
+// stubPolicy is a RatePolicy that answers with the rates it is given and
+// records what the Gate tells it.
+type stubPolicy struct {
+	rate   float64 // what Rate returns
+	cut    float64 // what Throttled returns; set when > 0
+	events []Throttle
+	before [][2]int // h.Before(ev.Sent + 1 ms) at each Throttled
+}
+
+func (p *stubPolicy) Rate(time.Time) float64 { return p.rate }
+
+func (p *stubPolicy) Throttled(ev Throttle, h SendHistory) (float64, bool) {
+	p.events = append(p.events, ev)
+	all, accepted := h.Before(ev.Sent.Add(time.Millisecond))
+	p.before = append(p.before, [2]int{all, accepted})
+	return p.cut, p.cut > 0
+}
+
+// TestGateWiresItsPolicy: the Gate tells its policy each throttled answer
+// with the send's written time and a history in which the send is already
+// marked throttled; it puts a rate the policy sets in force at once,
+// re-spacing the tickets booked before, and the rate Rate(now) returns at
+// each Reserve.
+func TestGateWiresItsPolicy(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &stubPolicy{rate: 10}
+	g := NewGateOf(NewLimiter(10), p, NewBreaker(0.5))
+	tk := g.Reserve(t0)
+	_, s := g.Commit(tk.At, &tk)
+	g.Sent(s, t0.Add(5*time.Millisecond))
+	booked := g.Reserve(t0) // one interval at 10/s later
+
+	p.cut = 4
+	g.Throttled(t0.Add(100*time.Millisecond), s, 0)
+	want := Throttle{At: t0.Add(100 * time.Millisecond), Sent: t0.Add(5 * time.Millisecond), Written: true}
+	if len(p.events) != 1 || p.events[0] != want {
+		t.Fatalf("the policy was told %+v, want [%+v]", p.events, want)
+	}
+	if p.before[0] != [2]int{1, 0} {
+		t.Fatalf("the history showed (all, accepted) = %v around the throttled send, want [1 0] (marked throttled)", p.before[0])
+	}
+	if got := g.Rate(); got != 4 {
+		t.Fatalf("Rate() = %v after the policy set 4", got)
+	}
+	if d, s := g.Commit(booked.At, &booked); d != intervalAt(4)-intervalAt(10) || s != 0 {
+		t.Fatalf("Commit of a ticket booked before the cut = %v, %v; want to wait %v (re-booked at 4/s)", d, s, intervalAt(4)-intervalAt(10))
+	}
+
+	// A send the Gate does not know: no send time.
+	p.cut = 0
+	g.Throttled(t0.Add(200*time.Millisecond), 0, 0)
+	if ev := p.events[1]; ev.Written || !ev.Sent.IsZero() {
+		t.Fatalf("a throttled answer to no known send was told as %+v", ev)
+	}
+	if got := g.Rate(); got != 4 {
+		t.Fatalf("Rate() = %v after the policy set nothing, want 4", got)
+	}
+	// The rate Rate(now) returns is in force from the next Reserve.
+	p.rate = 7
+	g.Reserve(t0.Add(time.Second))
+	if got := g.Rate(); got != 7 {
+		t.Fatalf("Rate() = %v after a Reserve with the policy at 7", got)
+	}
+}
