@@ -46,6 +46,7 @@ func (s *budgetServer) arrive(t time.Time) (bool, time.Duration) {
 // share at most 5% and use at least 85% of the budget (issue "Done is
 // true", item 9).
 func TestAdaptiveRateSharedBudget(t *testing.T) {
+	t.Parallel()
 	for _, countsRejected := range []bool{false, true} {
 		for _, budget := range []int{10, 15, 20, 25} {
 			for _, hint := range []bool{false, true} {
@@ -149,6 +150,7 @@ func simulateSharedBudget(t *testing.T, budget int, countsRejected, withHint boo
 }
 
 func TestGateAIMD(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
 	// A throttled answer to a send the Gate does not know: ×AIMDDecrease.
@@ -197,6 +199,7 @@ func TestGateAIMD(t *testing.T) {
 // the number of this job's requests in the second before the throttled one
 // that were not throttled: the budget the server granted it.
 func TestGateCutToAcceptedRate(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
 	var sends []Send
@@ -236,6 +239,7 @@ func TestGateCutToAcceptedRate(t *testing.T) {
 }
 
 func TestGateOneCutPerEpisode(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
 	send := func(at time.Time) Send {
@@ -275,6 +279,7 @@ func TestGateOneCutPerEpisode(t *testing.T) {
 // of 30) measures the stall, not the budget: the rate is cut by
 // AIMDDecrease, not to 3.
 func TestGateStallIsNotTheBudget(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, true, 0.5)
 	at := now

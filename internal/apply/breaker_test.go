@@ -7,6 +7,7 @@ import (
 )
 
 func TestBreaker(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name      string

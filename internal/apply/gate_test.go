@@ -21,6 +21,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 }
 
 func TestGateNeverExceedsRate(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name     string
@@ -74,6 +75,7 @@ func TestGateNeverExceedsRate(t *testing.T) {
 }
 
 func TestGateSteadyRate(t *testing.T) {
+	t.Parallel()
 	// Backlogged callers are released at (almost) the configured rate.
 	g := NewGate(30, false, 0.5)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -98,6 +100,7 @@ func TestGateSteadyRate(t *testing.T) {
 }
 
 func TestGateNotAdaptive(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
 	g.Throttled(now, 0, 0)
@@ -107,6 +110,7 @@ func TestGateNotAdaptive(t *testing.T) {
 }
 
 func TestGateRetryAfterPauses(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
 	g.Throttled(now, 0, 700*time.Millisecond)
@@ -116,6 +120,7 @@ func TestGateRetryAfterPauses(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	b := NewBackoff(200*time.Millisecond, 5*time.Second, 42)
 	for attempt, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond,
 		3: 800 * time.Millisecond, 6: 5 * time.Second, 30: 5 * time.Second} {
@@ -140,6 +145,7 @@ func TestBackoff(t *testing.T) {
 // TestGatePendingSendHoldsTheWindow: a committed send counts in every
 // window until Sent gives its time or Abort drops it.
 func TestGatePendingSendHoldsTheWindow(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(10, false, 0.5)
 	var sends []Send
