@@ -108,7 +108,6 @@ func TestSimCredentials(t *testing.T) {
 }
 
 func TestSimThrottlingAndFaults(t *testing.T) {
-	t.Parallel()
 	now := time.Now()
 	so := livesim.Options{AccessKeyID: testAKID, AccessKeySecret: testAKSecret, Limit: 1, RetryAfterHeader: true,
 		Now: func() time.Time { return now }}
