@@ -489,7 +489,6 @@ func TestThrottlingCountsRejected(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name        string
 		faults      Faults
@@ -562,7 +561,6 @@ func TestHangReleasedByClose(t *testing.T) {
 }
 
 func TestLatencyClientGone(t *testing.T) {
-	t.Parallel()
 	// The client gives up during a long simulated latency: the backend still
 	// applies the Add, as a real one would.
 	e := newEnv(t, Options{Latency: Latency{Median: time.Hour}})
