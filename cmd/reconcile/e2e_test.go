@@ -55,6 +55,7 @@ func appliedEntries(sim *livesim.Server) map[string]livesim.Entry {
 }
 
 func TestKill9AndRerun(t *testing.T) {
+	t.Parallel()
 	for _, killAt := range []int{50, 200, 400} {
 		t.Run(fmt.Sprintf("after_%d_outcomes", killAt), func(t *testing.T) {
 			t.Parallel()
@@ -164,6 +165,7 @@ func TestKill9AndRerun(t *testing.T) {
 }
 
 func TestConcurrentRunsSecondExits3(t *testing.T) {
+	t.Parallel()
 	t.Run("lock_held_by_test", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, livesim.Options{})
@@ -330,6 +332,7 @@ func TestSIGTERMMidRun(t *testing.T) {
 }
 
 func TestWrongSecretExits2(t *testing.T) {
+	t.Parallel()
 	const right, wrong = "RightSecretValue0123456789xyz", "WrongSecretValue0123456789xyz"
 	for _, alg := range []string{"", "v2"} {
 		t.Run("signature_"+orDefault(alg, "v3"), func(t *testing.T) {
@@ -482,6 +485,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	bad := []row{
 		{Domain: "badurl.e2e.example.com", URL: "ftp://hooks.example.com/x"},
 		{Domain: "shortkey.e2e.example.com", URL: "https://hooks.example.com/x", ReqAuth: true, Key: "tooShort"},

@@ -101,6 +101,7 @@ func TestOpsFlags(t *testing.T) {
 
 // The built binary: exit codes and outputs of import, plan and report.
 func TestOpsBinary(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	dir := t.TempDir()
 	const key = "BinaryImportKey0123456789"

@@ -12,6 +12,7 @@ import (
 // TestPanicReportIsScrubbed: a panic whose value (and stack) carries a
 // secret the process knows is reported without it.
 func TestPanicReportIsScrubbed(t *testing.T) {
+	t.Parallel()
 	const secret, key = "AKsecretForPanicTest/+=", "panicAuthKey12345678"
 	r := logging.NewRedactor()
 	r.Add(secret)

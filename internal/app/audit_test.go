@@ -15,6 +15,7 @@ import (
 // run row the exit code of the process, so "succeeded" with rows not done
 // is told from a clean run in SQL.
 func TestRunsRecordWhatTheySentAndTheirExitCode(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	h.insert(
 		row{"a.example.com", goodURL + "?a", true, "auditKey0123456789", "cn-beijing"},

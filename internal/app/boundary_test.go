@@ -91,8 +91,10 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 // (no query-mode parameter, PgBouncer's defaults), a run completes in both
 // pooling modes, and a rerun sends nothing.
 func TestRunThroughPgBouncer(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{testdb.PoolTransaction, testdb.PoolSession} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 2 * time.Millisecond}, Seed: 11})
 			h.rows(300)
 			c := h.config()
@@ -114,8 +116,10 @@ func TestRunThroughPgBouncer(t *testing.T) {
 // that holds the claim works, the other exits 3 having sent nothing and
 // recorded no run.
 func TestTwoRunsThroughPgBouncer(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{testdb.PoolTransaction, testdb.PoolSession} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, livesim.Options{Seed: 12})
 			h.rows(200)
 			c := h.config()
@@ -164,6 +168,7 @@ func TestTwoRunsThroughPgBouncer(t *testing.T) {
 // run holds the claim, and a real run started while a dry run is half-way
 // works: read-only commands neither take nor wait for the claim.
 func TestReadOnlyCommandsNeedNoClaim(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Seed: 13})
 	h.rows(20)
 	ctx := context.Background()
@@ -210,6 +215,7 @@ func TestReadOnlyCommandsNeedNoClaim(t *testing.T) {
 // --db-retry-deadline instead of waiting for TCP to give up, exits 6, and
 // a rerun once the network is back completes with nothing lost or doubled.
 func TestPartitionStopsRun(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 14})
 	h.rows(600)
 	p, u := h.proxied()
@@ -248,8 +254,10 @@ func TestPartitionStopsRun(t *testing.T) {
 // bound can end the waits). Outcomes that could not be written stay
 // pending: a rerun afterwards completes with nothing lost or doubled.
 func TestSignalWhileDatabaseStuck(t *testing.T) {
+	t.Parallel()
 	for _, stuck := range []string{"table_locked", "partitioned"} {
 		t.Run(stuck, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 15})
 			h.rows(600)
 			c := h.config()
@@ -318,6 +326,7 @@ func TestSignalWhileDatabaseStuck(t *testing.T) {
 // database answers; with the database gone for longer it gives up after the
 // deadline (exit 6).
 func TestStartWaitsForDatabase(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Seed: 16})
 	h.rows(30)
 	p, u := h.proxied()
@@ -351,6 +360,7 @@ func TestStartWaitsForDatabase(t *testing.T) {
 // TestRunConnectionSettings: the run's connections carry the server-side
 // bounds and the pooler-safe query mode; a query mode in the URL wins.
 func TestRunConnectionSettings(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	ctx := context.Background()
 	c := h.config()

@@ -49,6 +49,7 @@ var lostAnswers = livesim.Options{Faults: livesim.Faults{LostAnswer: 1}}
 // TestDoneIsTrue: a row recorded done means the cloud holds its current
 // values, whatever answers were lost before (issue items 1, 2, 4, 5).
 func TestDoneIsTrue(t *testing.T) {
+	t.Parallel()
 	const d = "a.example.com"
 	v1, v2, v3 := "https://hooks.example.com/v1", "https://hooks.example.com/v2", "https://hooks.example.com/v3"
 
@@ -202,6 +203,7 @@ func TestDoneIsTrue(t *testing.T) {
 // TestForbiddenOneDomain: a RAM policy that refuses one domain fails that
 // row with its code; the others are done (issue item 3).
 func TestForbiddenOneDomain(t *testing.T) {
+	t.Parallel()
 	const refused = "c150.example.com"
 	h := newHarness(t, livesim.Options{ForceErrors: map[string]livesim.ForcedError{
 		refused: {Status: 403, Code: "Forbidden.RAM", Message: "User not authorized to operate on the specified resource."}}})
@@ -249,6 +251,7 @@ func (f *flakyCredentials) Get(context.Context) (live.Credential, error) {
 // TestCredentialHiccup: a provider that fails for a while is retried with
 // backoff, without using up the rows' attempts (issue item 6).
 func TestCredentialHiccup(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	var rows []row
 	for i := range 20 {

@@ -40,8 +40,10 @@ func (h *harness) client() *live.Client {
 }
 
 func TestVerifyExisting(t *testing.T) {
+	t.Parallel()
 	for _, fix := range []bool{true, false} {
 		t.Run(fmt.Sprintf("fix=%v", fix), func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, livesim.Options{})
 			h.sim.PutConfig("same.example.com", livesim.Config{NotifyURL: goodURL})
 			h.sim.PutConfig("drift.example.com", livesim.Config{NotifyURL: "https://old.example.com/"})
@@ -89,6 +91,7 @@ func TestVerifyExisting(t *testing.T) {
 }
 
 func TestVerifyCommand(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	var rows []row
 	for i := 0; i < 10; i++ {
@@ -149,6 +152,7 @@ func TestVerifyCommand(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	var rows []row
 	for i := 0; i < 6; i++ {

@@ -36,6 +36,7 @@ func closedPort(t *testing.T) string {
 // refusing the login or the database is configuration (2). The connection
 // errors are real ones from Connect.
 func TestExitCodeInfrastructure(t *testing.T) {
+	t.Parallel()
 	ctx := testutil.Context(t)
 	_, errUnreachable := Connect(ctx, "postgres://reconcile@"+closedPort(t)+"/x?connect_timeout=5", 2)
 	d := testdb.New(t)

@@ -86,6 +86,7 @@ func readHistory(t *testing.T, q db.Querier) historyState {
 // and the domain states as they were, works across batches, and deletes
 // nothing more when repeated.
 func TestPruneHistory(t *testing.T) {
+	t.Parallel()
 	d := testdb.New(t)
 	// 40 domains; runs 200, 150, 120, 95, 30 and 1 day(s) ago. Each run
 	// touches a window of domains, so some domains' latest outcome is old
@@ -180,6 +181,7 @@ func TestPruneHistory(t *testing.T) {
 // TestPruneHistoryConfig: bad --older-than and --batch-size values are
 // configuration errors (exit 2).
 func TestPruneHistoryConfig(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "abc", "90", "0", "0d", "-5d", "30m", "59m59s", "1.5d", "36501d", "999999999999d", "d"} {
 		age, err := ParseAge(s)
 		if err == nil {
@@ -210,6 +212,7 @@ func TestPruneHistoryConfig(t *testing.T) {
 // while a run's write transaction is open, and a run's write completes
 // while a prune batch's transaction is open.
 func TestPruneHistoryWhileARunWrites(t *testing.T) {
+	t.Parallel()
 	d := testdb.New(t)
 	ctx := testutil.Context(t)
 	dom := func(i int) []string {

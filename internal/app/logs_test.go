@@ -21,6 +21,7 @@ import (
 // logged (which signal, --grace, the deadline) before the summary, and the
 // start line's durations are strings like every other duration.
 func TestSignalIsLoggedWithTheGraceDeadline(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	var rows []row
 	for _, d := range []string{"s1", "s2", "s3", "s4", "s5", "s6"} {

@@ -15,6 +15,7 @@ import (
 // TestPushMetrics: a run pushes its metrics to the Pushgateway, the success
 // timestamp only when every row is done, and never a secret.
 func TestPushMetrics(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	pushed := map[string]string{} // path -> body
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -68,6 +69,7 @@ func TestPushMetrics(t *testing.T) {
 // Pushgateway keep separate groups (so separate last-success times) by
 // default, and --metrics-grouping sets the labels instead.
 func TestTwoDeploymentsPushToTwoGroups(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var paths []string
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -40,6 +40,7 @@ func writeFile(t *testing.T, body string) string {
 }
 
 func TestOpsConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -62,6 +63,7 @@ func TestOpsConfigValidate(t *testing.T) {
 }
 
 func TestOpsExitCode(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		want int
@@ -82,6 +84,7 @@ func TestOpsExitCode(t *testing.T) {
 }
 
 func TestOpsImport(t *testing.T) {
+	t.Parallel()
 	good := importer.Header + "\n" +
 		"a.ops.example.com,https://hooks.example.com/a,false,,\n" +
 		"b.ops.example.com,https://hooks.example.com/b,true," + opsKey + ",cn-beijing\n"
@@ -202,6 +205,7 @@ func jsonString(v any) string {
 }
 
 func TestOpsSchemaChecked(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t, testdb.Unmigrated())
 	env, _, _ := opsEnv()
 	ctx := context.Background()
@@ -219,6 +223,7 @@ func TestOpsSchemaChecked(t *testing.T) {
 // The three commands around a real run: import, plan (exit 5), run, plan
 // (exit 0), report; and the report and the plan agree with the run.
 func TestOpsAroundARun(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{ForceErrors: map[string]livesim.ForcedError{
 		"refused.ops.example.com": {Status: 400, Code: "InvalidParameter", Message: "refused by the test"},
 	}})

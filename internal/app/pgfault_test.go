@@ -79,6 +79,7 @@ func (h *harness) rows(n int) {
 // (not the lock's): buffered outcomes are written after reconnecting, the run
 // completes, nothing is lost or doubled.
 func TestPoolConnectionsTerminated(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 5})
 	h.rows(400)
 	c := h.config()
@@ -116,6 +117,7 @@ func TestPoolConnectionsTerminated(t *testing.T) {
 // expired): the run stops dispatching at its next renewal, records why on
 // its run row, exits 1; the rerun completes.
 func TestClaimTakenOver(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 6})
 	h.rows(1500)
 	c := h.config()
@@ -253,6 +255,7 @@ func (p *proxy) cut() {
 // --db-retry-deadline: the run stops dispatching and exits 6; once it
 // is back, a rerun completes with nothing doubled.
 func TestDatabaseUnreachable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Latency: livesim.Latency{Median: 5 * time.Millisecond}, Seed: 7})
 	h.rows(500)
 	cc, err := pgx.ParseConfig(h.db.URL)

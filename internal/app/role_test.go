@@ -166,6 +166,7 @@ func denied(t *testing.T, who string, conn *pgx.Conn, stmts ...string) {
 // deploy/postgres-role.sql, and import as its importer role, and checks that
 // each role cannot do what it must not.
 func TestLeastPrivilegeRoles(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{ForceErrors: map[string]livesim.ForcedError{
 		"refused.role.example.com": {Status: 400, Code: "InvalidParameter", Message: "refused"},
 	}})
@@ -375,6 +376,7 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 // reconcile's tables and views are exactly the documented ones (a GRANT
 // ALL slipped in later would pass the functional test above).
 func TestRoleFileGrantsOnlyWhatItSays(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	r := createRoles(t, h)
 	rows, err := h.db.Pool.Query(context.Background(), `

@@ -136,6 +136,7 @@ func (h *harness) latest() map[string]outcomeRow {
 const goodURL = "https://hooks.example.com/snap"
 
 func TestOutcomeClasses(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{Seed: 1, ForceErrors: map[string]livesim.ForcedError{
 		"malformed.example.com": {Status: 400, Code: "MalformedParam", Message: "NotifyUrl is malformed."},
 		"flaky.example.com":     {Status: 503, Code: "ServiceUnavailable", Message: "try later", Times: 2},
@@ -203,6 +204,7 @@ func TestOutcomeClasses(t *testing.T) {
 }
 
 func TestInvalidRowsSendNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	long := "https://h.example.com/" + strings.Repeat("a", 501-22)
 	h.insert(
@@ -268,6 +270,7 @@ func (h *harness) countOutcomes() int {
 }
 
 func TestRerunAndUpdate(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	var rows []row
 	for i := 0; i < 50; i++ {
@@ -378,6 +381,7 @@ func forbidAll(n int) map[string]livesim.ForcedError {
 }
 
 func TestCredentialsStopTheRun(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		secret string
@@ -389,6 +393,7 @@ func TestCredentialsStopTheRun(t *testing.T) {
 		{"forbidden", testSecret, forbidAll(300)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, livesim.Options{ForceErrors: tt.force})
 			var rows []row
 			for i := 0; i < 300; i++ {
@@ -424,6 +429,7 @@ func TestCredentialsStopTheRun(t *testing.T) {
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	h.insert(row{"a.example.com", goodURL, false, nil, nil}, row{"b.example.com", "nope", false, nil, nil})
 	c := h.config()
@@ -446,6 +452,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 }
 
 func TestSchemaMissingExits2(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, livesim.Options{})
 	un := testdb.New(t, testdb.Unmigrated())
 	c := h.config()

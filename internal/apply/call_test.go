@@ -46,6 +46,7 @@ func fakeCall(answers []error, calls *int) func(ctx context.Context) (live.Answe
 // often than --max-attempts while the job slows down still gets done, and
 // res.Attempts counts every request sent (item 9).
 func TestThrottledAttemptsDoNotCountAgainstMaxAttempts(t *testing.T) {
+	t.Parallel()
 	r := testRunner(3)
 	throttled := &live.APIError{Op: live.OpAdd, Code: "Throttling.User", HTTPStatus: 400}
 	transient := &live.APIError{Op: live.OpAdd, Code: "InternalError", HTTPStatus: 500}
@@ -64,6 +65,7 @@ func TestThrottledAttemptsDoNotCountAgainstMaxAttempts(t *testing.T) {
 // TestThrottledAttemptsAreBounded: a row that stays throttled gives up after
 // MaxThrottledAttempts throttled answers, with the throttling error.
 func TestThrottledAttemptsAreBounded(t *testing.T) {
+	t.Parallel()
 	r := testRunner(3)
 	answers := make([]error, 1000)
 	for i := range answers {

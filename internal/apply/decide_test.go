@@ -169,6 +169,7 @@ const url1, url2 = "https://h.example.com/1", "https://h.example.com/2"
 // requests sent and the outcome recorded for each answer sequence. It runs
 // in milliseconds (no database, no HTTP, a synthetic clock).
 func TestDecisions(t *testing.T) {
+	t.Parallel()
 	cfg := func(u string) live.Config { return live.Config{Exists: true, NotifyURL: u} }
 	for _, tt := range []struct {
 		name        string
@@ -293,6 +294,7 @@ func TestDecisions(t *testing.T) {
 // are all refused and none allowed, the pass stops with ErrCredentials; a
 // single refused domain among allowed ones does not.
 func TestAccountWideRefusalStops(t *testing.T) {
+	t.Parallel()
 	store := &fakeStore{results: map[string]model.Result{}}
 	api := &fakeAPI{t: t, scripts: map[string][]step{}, got: map[string][]string{}}
 	for i := range 3 * PermissionStopDomains {

@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"math"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -22,6 +21,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 }
 
 func TestGateNeverExceedsRate(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name     string
@@ -75,6 +75,7 @@ func TestGateNeverExceedsRate(t *testing.T) {
 }
 
 func TestGateSteadyRate(t *testing.T) {
+	t.Parallel()
 	// Backlogged callers are released at (almost) the configured rate.
 	g := NewGate(30, false, 0.5)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -98,94 +99,8 @@ func TestGateSteadyRate(t *testing.T) {
 	}
 }
 
-func TestGateAIMD(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := NewGate(30, true, 0.5)
-	// A throttled answer to a send the Gate does not know: ×AIMDDecrease.
-	g.Throttled(now, 0, 0)
-	if got := g.Rate(); got != 30*AIMDDecrease {
-		t.Fatalf("after one throttle: rate %v, want %v", got, 30*AIMDDecrease)
-	}
-	g.Throttled(now.Add(100*time.Millisecond), 0, 0) // within a window of the cut: the same episode
-	if got := g.Rate(); got != 30*AIMDDecrease {
-		t.Fatalf("throttle within the episode changed the rate to %v", got)
-	}
-	g.Throttled(now.Add(window), 0, 0)
-	want := 30 * AIMDDecrease * AIMDDecrease
-	if got := g.Rate(); got != want {
-		t.Fatalf("after second throttle: rate %v, want %v", got, want)
-	}
-	// Quiet time: after AIMDCooldown it grows at ProbeIncrease, doubling
-	// every ProbeDoubling, capped at AIMDIncrease and the max.
-	last := now.Add(window)
-	g.Reserve(last.Add(AIMDCooldown / 2)) // within the cooldown: no growth
-	if got := g.Rate(); got != want {
-		t.Fatalf("half a cooldown after the throttle: rate %v, want %v", got, want)
-	}
-	g.Reserve(last.Add(AIMDCooldown))
-	g.Reserve(last.Add(3 * time.Second))
-	grown := want + ProbeIncrease*math.Exp2(1/ProbeDoubling.Seconds())*1 + // the step at +1 s
-		ProbeIncrease*math.Exp2(3/ProbeDoubling.Seconds())*2 // at +3 s, 2 s after the previous step
-	if got := g.Rate(); math.Abs(got-grown) > 1e-9 {
-		t.Fatalf("3 s after the throttle: rate %v, want %v", got, grown)
-	}
-	g.Reserve(now.Add(time.Hour))
-	if got := g.Rate(); got != 30 {
-		t.Fatalf("after an hour quiet: rate %v, want 30", got)
-	}
-	// The floor.
-	for i := 0; i < 100; i++ {
-		at := now.Add(time.Hour + time.Duration(i)*window)
-		g.Throttled(at, 0, 0)
-	}
-	if got := g.Rate(); got != 30*MinAdaptiveRate {
-		t.Fatalf("floor: rate %v, want %v", got, 30*MinAdaptiveRate)
-	}
-}
-
-// TestGateCutToAcceptedRate: on a throttling episode the rate is set to
-// the number of this job's requests in the second before the throttled one
-// that were not throttled: the budget the server granted it.
-func TestGateCutToAcceptedRate(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := NewGate(30, true, 0.5)
-	var sends []Send
-	at := now
-	for i := 0; i < 40; i++ {
-		tk := g.Reserve(at)
-		at = tk.At
-		d, s := g.Commit(at, &tk)
-		if d != 0 {
-			t.Fatalf("send %d: Commit asks to wait %v", i, d)
-		}
-		g.Sent(s, at)
-		sends = append(sends, s)
-	}
-	// The server took 12 in a second: sends 12.. were throttled. The answer
-	// to send 20 comes first: the answers to 12..19 are not in, so they
-	// count as accepted (0..19 are in the second before it).
-	g.Throttled(at, sends[20], 0)
-	if got := g.Rate(); got != 20 {
-		t.Fatalf("rate %v after the first throttled answer, want 20", got)
-	}
-	// The answers to the earlier throttled sends refine it: the second
-	// before send 12 held 12 accepted requests.
-	for _, s := range sends[12:20] {
-		g.Throttled(at.Add(time.Millisecond), s, 0)
-	}
-	if got := g.Rate(); got != 12 {
-		t.Fatalf("rate %v after the episode's earlier answers, want 12 (the accepted rate)", got)
-	}
-	// The other throttled answers of the episode do not cut again.
-	for _, s := range sends[21:] {
-		g.Throttled(at.Add(2*time.Millisecond), s, 0)
-	}
-	if got := g.Rate(); got != 12 {
-		t.Fatalf("rate %v after the rest of the episode, want 12", got)
-	}
-}
-
 func TestGateNotAdaptive(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
 	g.Throttled(now, 0, 0)
@@ -195,6 +110,7 @@ func TestGateNotAdaptive(t *testing.T) {
 }
 
 func TestGateRetryAfterPauses(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(30, false, 0.5)
 	g.Throttled(now, 0, 700*time.Millisecond)
@@ -203,51 +119,8 @@ func TestGateRetryAfterPauses(t *testing.T) {
 	}
 }
 
-func TestBreaker(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name      string
-		failEvery int // every n-th answer fails; 0 = none
-		wantTrip  bool
-	}{
-		{"healthy", 0, false},
-		{"20% failures", 5, false},
-		{"half fail (not above)", 2, false},
-		{"all fail", 1, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := NewGate(30, false, 0.5)
-			var pause time.Duration
-			for i := 1; i <= BreakerWindow; i++ {
-				fail := tt.failEvery > 0 && i%tt.failEvery == 0
-				if p := g.Answered(now, fail); p > 0 {
-					pause = p
-				}
-			}
-			if (pause > 0) != tt.wantTrip {
-				t.Fatalf("pause = %v, want trip %v", pause, tt.wantTrip)
-			}
-			if tt.wantTrip {
-				if at := g.Reserve(now).At; at.Before(now.Add(pause)) {
-					t.Fatalf("released %v after a trip, before the pause %v", at.Sub(now), pause)
-				}
-				// A second consecutive trip pauses twice as long.
-				var second time.Duration
-				for i := 0; i < BreakerWindow; i++ {
-					if p := g.Answered(now, true); p > 0 {
-						second = p
-					}
-				}
-				if second != 2*pause {
-					t.Fatalf("second pause = %v, want %v", second, 2*pause)
-				}
-			}
-		})
-	}
-}
-
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	b := NewBackoff(200*time.Millisecond, 5*time.Second, 42)
 	for attempt, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond,
 		3: 800 * time.Millisecond, 6: 5 * time.Second, 30: 5 * time.Second} {
@@ -269,44 +142,10 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestGateOneCutPerEpisode(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := NewGate(30, true, 0.5)
-	send := func(at time.Time) Send {
-		tk := g.Reserve(at)
-		d, s := g.Commit(tk.At, &tk)
-		for ; d > 0; d, s = g.Commit(tk.At, &tk) {
-			tk.At = tk.At.Add(d)
-		}
-		g.Sent(s, tk.At)
-		return s
-	}
-	early := send(now)
-	g.Throttled(now.Add(300*time.Millisecond), 0, 0) // cut at +300 ms
-	// Two seconds later, an answer to a request sent before that cut (a
-	// slow answer): the old rate's fault, already paid for.
-	g.Throttled(now.Add(2*time.Second), early, 0)
-	if got := g.Rate(); got != 30*AIMDDecrease {
-		t.Fatalf("rate %v after a throttle of a request sent before the cut, want %v", got, 30*AIMDDecrease)
-	}
-	// Sent within a window after the cut: its server-side window still held
-	// requests of the old rate.
-	mid := send(now.Add(800 * time.Millisecond))
-	g.Throttled(now.Add(2*time.Second), mid, 0)
-	if got := g.Rate(); got != 30*AIMDDecrease {
-		t.Fatalf("rate %v after a throttle of a request sent within a window of the cut, want %v", got, 30*AIMDDecrease)
-	}
-	// A request sent a window after the cut and throttled: a new episode.
-	late := send(now.Add(1500 * time.Millisecond))
-	g.Throttled(now.Add(2*time.Second), late, 0)
-	if got := g.Rate(); got >= 30*AIMDDecrease {
-		t.Fatalf("rate %v, want a cut below %v", got, 30*AIMDDecrease)
-	}
-}
-
 // TestGatePendingSendHoldsTheWindow: a committed send counts in every
 // window until Sent gives its time or Abort drops it.
 func TestGatePendingSendHoldsTheWindow(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(10, false, 0.5)
 	var sends []Send
@@ -341,37 +180,68 @@ func TestGatePendingSendHoldsTheWindow(t *testing.T) {
 	_ = s
 }
 
-// TestGateStallIsNotTheBudget: a throttled answer to a request sent right
-// after the job stalled (it sent 3 requests in the second before, at a rate
-// of 30) measures the stall, not the budget: the rate is cut by
-// AIMDDecrease, not to 3.
-func TestGateStallIsNotTheBudget(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := NewGate(30, true, 0.5)
-	at := now
-	send := func() Send {
-		tk := g.Reserve(at)
-		if tk.At.After(at) {
-			at = tk.At
-		}
-		d, s := g.Commit(at, &tk)
-		if d != 0 {
-			t.Fatalf("Commit asks to wait %v", d)
-		}
-		g.Sent(s, at)
-		return s
+// stubPolicy is a RatePolicy that answers with the rates it is given and
+// records what the Gate tells it.
+type stubPolicy struct {
+	rate   float64 // what Rate returns
+	cut    float64 // what Throttled returns; set when > 0
+	events []Throttle
+	before [][2]int // h.Before(ev.Sent + 1 ms) at each Throttled
+}
+
+func (p *stubPolicy) Rate(time.Time) float64 { return p.rate }
+
+func (p *stubPolicy) Throttled(ev Throttle, h SendHistory) (float64, bool) {
+	p.events = append(p.events, ev)
+	all, accepted := h.Before(ev.Sent.Add(time.Millisecond))
+	p.before = append(p.before, [2]int{all, accepted})
+	return p.cut, p.cut > 0
+}
+
+// TestGateWiresItsPolicy: the Gate tells its policy each throttled answer
+// with the send's written time and a history in which the send is already
+// marked throttled; it puts a rate the policy sets in force at once,
+// re-spacing the tickets booked before, and the rate Rate(now) returns at
+// each Reserve.
+func TestGateWiresItsPolicy(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &stubPolicy{rate: 10}
+	g := NewGateOf(NewLimiter(10), p, NewBreaker(0.5))
+	tk := g.Reserve(t0)
+	_, s := g.Commit(tk.At, &tk)
+	g.Sent(s, t0.Add(5*time.Millisecond))
+	booked := g.Reserve(t0) // one interval at 10/s later
+
+	p.cut = 4
+	g.Throttled(t0.Add(100*time.Millisecond), s, 0)
+	want := Throttle{At: t0.Add(100 * time.Millisecond), Sent: t0.Add(5 * time.Millisecond), Written: true}
+	if len(p.events) != 1 || p.events[0] != want {
+		t.Fatalf("the policy was told %+v, want [%+v]", p.events, want)
 	}
-	for range 60 { // two seconds at the full rate
-		send()
+	if p.before[0] != [2]int{1, 0} {
+		t.Fatalf("the history showed (all, accepted) = %v around the throttled send, want [1 0] (marked throttled)", p.before[0])
 	}
-	at = at.Add(1500 * time.Millisecond) // the process stalls
-	var last Send
-	for range 3 {
-		last = send()
-		at = at.Add(300 * time.Millisecond)
+	if got := g.Rate(); got != 4 {
+		t.Fatalf("Rate() = %v after the policy set 4", got)
 	}
-	g.Throttled(at, last, 0)
-	if got, want := g.Rate(), 30*AIMDDecrease; got != want {
-		t.Fatalf("rate %v after a throttle that followed a stall, want %v (×AIMDDecrease)", got, want)
+	if d, s := g.Commit(booked.At, &booked); d != intervalAt(4)-intervalAt(10) || s != 0 {
+		t.Fatalf("Commit of a ticket booked before the cut = %v, %v; want to wait %v (re-booked at 4/s)", d, s, intervalAt(4)-intervalAt(10))
+	}
+
+	// A send the Gate does not know: no send time.
+	p.cut = 0
+	g.Throttled(t0.Add(200*time.Millisecond), 0, 0)
+	if ev := p.events[1]; ev.Written || !ev.Sent.IsZero() {
+		t.Fatalf("a throttled answer to no known send was told as %+v", ev)
+	}
+	if got := g.Rate(); got != 4 {
+		t.Fatalf("Rate() = %v after the policy set nothing, want 4", got)
+	}
+	// The rate Rate(now) returns is in force from the next Reserve.
+	p.rate = 7
+	g.Reserve(t0.Add(time.Second))
+	if got := g.Rate(); got != 7 {
+		t.Fatalf("Rate() = %v after a Reserve with the policy at 7", got)
 	}
 }

@@ -111,6 +111,7 @@ func never(int) bool            { return false }
 // must count it until then, or the server sees rate+1 requests in one
 // second (issue "Done is true", item 8a).
 func TestGateSlowConnectionHoldsItsPlace(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, slow := range []int{0, 5, 9} {
 		g := NewGate(10, false, 0.5)
@@ -130,6 +131,7 @@ func TestGateSlowConnectionHoldsItsPlace(t *testing.T) {
 // TestGateAbortedSendFreesItsPlace: a send that never reached the server
 // (its dial failed) stops counting, so it does not cost throughput.
 func TestGateAbortedSendFreesItsPlace(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := NewGate(10, false, 0.5)
 	// Every other request fails to connect, 300 ms after its Commit.
@@ -156,6 +158,7 @@ func TestGateAbortedSendFreesItsPlace(t *testing.T) {
 // not all leave at its end: they are spaced again at the current rate, and
 // no 1-second window holds more than the current rate (item 8b).
 func TestGatePauseRespacesWaitingCallers(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	pauseAt := t0.Add(100 * time.Millisecond)
 	for _, tt := range []struct {

@@ -12,29 +12,54 @@ const (
 	sendAborted        // never reached the server
 )
 
-// sendRec is what the Gate remembers of one send.
+// historySpan is how long the send log remembers written sends for a
+// RatePolicy: an answer can come this long (less one second) after its
+// request and the second before the request is still known.
+const historySpan = 5 * time.Second
+
+// sendRec is what the log remembers of one send.
 type sendRec struct {
 	t         time.Time // commit time while pending, then the time Sent gave
 	state     uint8
 	throttled bool // its answer was a throttling one
 }
 
-// sendLog is the Gate's memory of its sends: every send of the last
-// historySpan by id (for the adaptive estimate), and the window guard's
-// view — how many sends are pending and the sorted times of the settled
-// ones in the last window. Not safe for concurrent use (the Gate's mutex
-// guards it).
+// SendHistory is the record of a Gate's recent sends that its RatePolicy
+// reads when it decides on a throttled answer. The Gate calls the policy
+// under its mutex, so the history does not change during that call.
+type SendHistory interface {
+	// Before counts the sends written in the open interval (t-1s, t): all
+	// of them, and those whose answer is not known to be throttled
+	// (accepted, or not answered yet).
+	Before(t time.Time) (all, accepted int)
+	// First returns when the first send was committed (zero: none yet).
+	First() time.Time
+	// Covers reports whether, at now, the history still holds every send
+	// written at or after t (it forgets sends older than historySpan).
+	Covers(now, t time.Time) bool
+}
+
+// sendLog is the memory of a Limiter's sends, with two views: the window
+// guard's (how many sends are pending and the sorted times of the written
+// ones in the last window: commit, settle, wait), and the SendHistory a
+// RatePolicy reads (every send of the last historySpan by id, with its
+// throttled mark). Not safe for concurrent use (the Gate's mutex guards
+// it).
 type sendLog struct {
 	first   Send      // id of recs[0]
 	recs    []sendRec // by id, from first
 	last    Send      // the last id given out
 	pending int
 	times   []time.Time // sorted times of the written sends in the last window
+	start   time.Time   // the first commit
 }
 
 // commit counts a new pending send at now and returns its id.
 func (l *sendLog) commit(now time.Time) Send {
 	l.prune(now)
+	if l.start.IsZero() {
+		l.start = now
+	}
 	l.last++
 	if len(l.recs) == 0 {
 		l.first = l.last
@@ -106,7 +131,9 @@ func (l *sendLog) wait(now time.Time, limit int) time.Duration {
 	return l.times[n-limit].Add(window).Sub(now)
 }
 
-// markThrottled marks s throttled and returns its time when it is written.
+// markThrottled marks s throttled and returns its time, and whether that
+// is the time it was written (false when s is not remembered or was never
+// settled as written).
 func (l *sendLog) markThrottled(s Send) (time.Time, bool) {
 	r := l.rec(s)
 	if r == nil {
@@ -116,9 +143,8 @@ func (l *sendLog) markThrottled(s Send) (time.Time, bool) {
 	return r.t, r.state == sendWritten
 }
 
-// before counts the written sends in (t-1s, t): all of them, and those not
-// known throttled (accepted).
-func (l *sendLog) before(t time.Time) (all, accepted int) {
+// Before implements SendHistory.
+func (l *sendLog) Before(t time.Time) (all, accepted int) {
 	from := t.Add(-time.Second)
 	for _, r := range l.recs {
 		if r.state == sendWritten && r.t.After(from) && r.t.Before(t) {
@@ -129,4 +155,16 @@ func (l *sendLog) before(t time.Time) (all, accepted int) {
 		}
 	}
 	return all, accepted
+}
+
+// First implements SendHistory.
+func (l *sendLog) First() time.Time {
+	return l.start
+}
+
+// Covers implements SendHistory: prune, called at each commit (at or before
+// now), forgets only written sends older than historySpan then (and
+// aborted ones, which are no sends).
+func (l *sendLog) Covers(now, t time.Time) bool {
+	return now.Sub(t) <= historySpan
 }

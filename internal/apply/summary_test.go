@@ -7,6 +7,7 @@ import (
 )
 
 func TestSummaryTotalsFollowTheOutcomeTable(t *testing.T) {
+	t.Parallel()
 	s := Summary{Counts: map[model.Outcome]int64{model.OutcomeApplied: 1, model.OutcomeInSync: 2,
 		model.OutcomeFailed: 4, model.OutcomeDrifted: 8, model.OutcomeDeleted: 16}}
 	if s.Done() != 3 || s.NotDone() != 12 {

@@ -16,6 +16,7 @@ import (
 // notify_req_auth and RegionId it was about (NULL when the result had
 // none), and never the key.
 func TestOutcomesKeepTheValuesSent(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	const key = "SentValuesKey0123456789"
@@ -67,6 +68,7 @@ func TestOutcomesKeepTheValuesSent(t *testing.T) {
 // moves updated_at (whatever the statement set it to); one that changes
 // none leaves it alone.
 func TestUpdatedAtFollowsHandEdits(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	upsertDesired(t, pool, desired{domain: "u.example.com", url: "https://h.example.com/1"})
@@ -114,6 +116,7 @@ func TestUpdatedAtFollowsHandEdits(t *testing.T) {
 // TestFinishRunRecordsTheExitCode: the exit code is stored with the end
 // of the run and shown by the summary view; an out-of-range one is refused.
 func TestFinishRunRecordsTheExitCode(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	run := beginRun(t, pool)
@@ -139,6 +142,7 @@ func TestFinishRunRecordsTheExitCode(t *testing.T) {
 // TestEveryUserColumnIsCommented: `\d+` explains every table, view and
 // column users query (a new column without a COMMENT fails here).
 func TestEveryUserColumnIsCommented(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	relations := []string{"desired_snapshot_callbacks", "reconcile_runs", "reconcile_outcomes", "reconcile_domain_state",
@@ -174,6 +178,7 @@ func TestEveryUserColumnIsCommented(t *testing.T) {
 // desired values (no key) and the latest outcome's request id and HTTP
 // status; reconcile_failures_by_code says when.
 func TestStatusViewShowsTheAnswer(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	upsertDesired(t, pool, desired{domain: "f.example.com", url: "https://h.example.com/f", region: "cn-beijing"})

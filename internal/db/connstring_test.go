@@ -7,6 +7,7 @@ import (
 )
 
 func TestWithDatabase(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ in, want string }{
 		{"postgres://u:p@h:5432/old?sslmode=disable", "postgres://u:p@h:5432/new?sslmode=disable"},
 		{"postgresql://h/old?dbname=other&sslmode=disable", "postgresql://h/new?sslmode=disable"},

@@ -165,6 +165,7 @@ func seedAudit(t *testing.T, pool *pgxpool.Pool) {
 // database and checks its answer: a query that breaks (a renamed column),
 // or answers wrongly, fails here, and so does a query without a check.
 func TestAuditCookbook(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	seedAudit(t, pool)

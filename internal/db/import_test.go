@@ -41,6 +41,7 @@ func staged(line int64, domain, url string, auth bool, key, region string) db.St
 }
 
 func TestImportStages(t *testing.T) {
+	t.Parallel()
 	const key = "Key0123456789abcdef"
 	for _, tc := range []struct {
 		name      string
@@ -91,6 +92,7 @@ func TestImportStages(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			tdb := testdb.New(t)
 			ctx := testutil.Context(t)
 			for _, d := range tc.existing {
@@ -152,6 +154,7 @@ func TestImportStages(t *testing.T) {
 }
 
 func TestImportLifecycle(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 
@@ -220,6 +223,7 @@ func TestImportLifecycle(t *testing.T) {
 // Imports wait for each other: the second BeginImport blocks until the
 // first ends, and gives up with its context.
 func TestImportLock(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	first, err := db.BeginImport(ctx, tdb.Pool)

@@ -40,8 +40,10 @@ func lockConfig(t *testing.T, url string) *pgx.ConnConfig {
 // transaction pooling); release frees it at once; the refusal names the
 // holder.
 func TestRunLockExcludes(t *testing.T) {
+	t.Parallel()
 	for _, via := range []string{"direct", testdb.PoolTransaction, testdb.PoolSession} {
 		t.Run(via, func(t *testing.T) {
+			t.Parallel()
 			tdb := testdb.New(t)
 			ctx := testutil.Context(t)
 			url := tdb.URL
@@ -91,6 +93,7 @@ func TestRunLockExcludes(t *testing.T) {
 // process died) blocks until it expires by the database's clock, and is
 // taken over after that.
 func TestRunLockCrashedHolder(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	crashed := func(expires string) {
@@ -131,6 +134,7 @@ func TestRunLockCrashedHolder(t *testing.T) {
 // by the database's clock), and a claim taken over by another process
 // closes Lost with the reason.
 func TestRunLockHeartbeat(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	renewed := make(chan time.Time, 100)
@@ -189,6 +193,7 @@ func TestRunLockHeartbeat(t *testing.T) {
 // claim has not yet expired on the server — the holder stops before anyone
 // else can start — and nobody else can take it until it expires.
 func TestRunLockStalledRenewal(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	l, err := db.AcquireRunLockWith(ctx, tdb.Config(t), db.RunLockOptions{
@@ -226,6 +231,7 @@ func TestRunLockStalledRenewal(t *testing.T) {
 
 // Claims are per database: runs on two databases do not exclude each other.
 func TestRunLockPerDatabase(t *testing.T) {
+	t.Parallel()
 	ctx := testutil.Context(t)
 	a, b := testdb.New(t), testdb.New(t)
 	la, err := db.AcquireRunLock(ctx, a.Config(t))

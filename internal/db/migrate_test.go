@@ -13,12 +13,14 @@ import (
 )
 
 func TestLatestSchemaVersion(t *testing.T) {
+	t.Parallel()
 	if got := db.LatestSchemaVersion(); got < 1 {
 		t.Fatalf("LatestSchemaVersion() = %d, want >= 1", got)
 	}
 }
 
 func TestMigrateTwice(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t, testdb.Unmigrated())
 	conn := tdb.Conn(t)
 	ctx := testutil.Context(t)
@@ -33,6 +35,7 @@ func TestMigrateTwice(t *testing.T) {
 }
 
 func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t, testdb.Unmigrated())
 	ctx := testutil.Context(t)
 	conns := []*pgx.Conn{tdb.Conn(t), tdb.Conn(t)}
@@ -71,6 +74,7 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 func TestCheckSchema(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		setup string // run on a migrated database; "" = none
@@ -118,6 +122,7 @@ func TestCheckSchema(t *testing.T) {
 }
 
 func TestMigrateRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	if _, err := tdb.Pool.Exec(ctx, `UPDATE reconcile_schema_version SET version = version + 1`); err != nil {

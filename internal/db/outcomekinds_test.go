@@ -37,6 +37,7 @@ func names(os []model.Outcome) []string {
 // the one definition of every outcome and its properties. A new outcome, or
 // a changed property, that is not carried into the migrations fails here.
 func TestOutcomeKindsMatchTheSchema(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	all := names(model.OutcomesWhere(func(model.OutcomeKind) bool { return true }))
@@ -152,6 +153,7 @@ func TestOutcomeKindsMatchTheSchema(t *testing.T) {
 // proves its values, and WriteOutcomes reports what the run holds, not what
 // it was handed.
 func TestMarkSendingAndWritten(t *testing.T) {
+	t.Parallel()
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	const d = "m.example.com"

@@ -21,6 +21,7 @@ import (
 )
 
 func TestWriteOutcomes(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	pool := tdb.Pool
 	ctx := testutil.Context(t)
@@ -138,6 +139,7 @@ func TestWriteOutcomes(t *testing.T) {
 
 // TestWriteOutcomesLargeBatch writes 5,000 results in one call.
 func TestWriteOutcomesLargeBatch(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	pool := tdb.Pool
 	ctx := testutil.Context(t)
@@ -158,6 +160,7 @@ func TestWriteOutcomesLargeBatch(t *testing.T) {
 }
 
 func TestIsRetryable(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want bool
@@ -190,6 +193,7 @@ func TestIsRetryable(t *testing.T) {
 // A statement on a connection the server terminated is retryable; on a
 // closed pool it is not.
 func TestIsRetryableLive(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	conn := tdb.Conn(t)

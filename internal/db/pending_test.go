@@ -13,6 +13,7 @@ import (
 )
 
 func TestPendingSemantics(t *testing.T) {
+	t.Parallel()
 	const dom = "live.example.com"
 	base := desired{domain: dom, url: "https://cb.example.com/a"}
 	edited := desired{domain: dom, url: "https://cb.example.com/b"}
@@ -94,6 +95,7 @@ func TestPendingSemantics(t *testing.T) {
 }
 
 func TestPendingPageKeyset(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	pool := tdb.Pool
 	ctx := testutil.Context(t)
@@ -182,6 +184,7 @@ FROM generate_series(1, 1234) i`); err != nil {
 func head(s []string) []string { return s[:min(len(s), 5)] }
 
 func TestFingerprint(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	pool := tdb.Pool
 	ctx := testutil.Context(t)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestStatusQueries(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	pool := tdb.Pool

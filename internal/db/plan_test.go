@@ -15,6 +15,7 @@ import (
 // primary-key indexes from the key on, with custom and generic plans, rather
 // than scanning either table from its start.
 func TestPendingPlan(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("loads 200,000 rows")
 	}

@@ -55,6 +55,7 @@ func reportRun(t *testing.T, pool *pgxpool.Pool, status string, rs []model.Resul
 }
 
 func TestReportQueries(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	pool := tdb.Pool

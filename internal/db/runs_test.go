@@ -10,6 +10,7 @@ import (
 )
 
 func TestRuns(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	pool := tdb.Pool

@@ -90,6 +90,7 @@ FROM desired_snapshot_callbacks`)
 const k1, k2 = "Key0123456789abcdefA", "Key0123456789abcdefB"
 
 func TestImport(t *testing.T) {
+	t.Parallel()
 	existing := map[string]desired{
 		"a.example.com": {url: "https://h.example.com/a"},
 		"b.example.com": {url: "https://h.example.com/b"},
@@ -257,6 +258,7 @@ func TestImport(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			tdb := testdb.New(t)
 			insertRows(t, tdb.Pool, tc.existing)
 			_, metaBefore := tableState(t, tdb.Pool)
@@ -315,6 +317,7 @@ func TestImport(t *testing.T) {
 }
 
 func TestImportHeaderChecked(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	insertRows(t, tdb.Pool, map[string]desired{"a.example.com": {url: "https://h.example.com/a"}})
 	for _, in := range []string{"", "domain,url\n", "a.example.com,https://h.example.com/,false,,\n"} {
@@ -374,6 +377,7 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 // Two imports at once: the import lock makes them run one after the other,
 // so each one's counts are exact and the second sees the first's rows.
 func TestImportConcurrent(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	var wg sync.WaitGroup
 	results := make([]Result, 2)
@@ -402,6 +406,7 @@ func TestImportConcurrent(t *testing.T) {
 // (--replace). It logs the throughput; `reconcile import` of 1,000,000 lines
 // is measured by hand (see README).
 func TestImportGenerated(t *testing.T) {
+	t.Parallel()
 	const n = 20000
 	tdb := testdb.New(t)
 	run := func(r io.Reader, o Options) Result {
@@ -449,6 +454,7 @@ func TestImportGenerated(t *testing.T) {
 // More bad lines than MaxReported: the count is exact, the list is the
 // first ones, and nothing in the result or error holds an auth key.
 func TestImportManyBadLines(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	var b strings.Builder
 	b.WriteString(Header + "\n")

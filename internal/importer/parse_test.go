@@ -40,6 +40,7 @@ func parseAll(t *testing.T, input string) ([]Record, []LineError) {
 }
 
 func TestNewParserHeader(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, input string
 		wantErr     error
@@ -71,6 +72,7 @@ func TestNewParserHeader(t *testing.T) {
 }
 
 func TestParseLines(t *testing.T) {
+	t.Parallel()
 	type want struct {
 		line   int64
 		domain string
@@ -224,6 +226,7 @@ func TestParseLines(t *testing.T) {
 
 // A key written into the wrong column must not be printed either.
 func TestLineErrorNeverPrintsFields(t *testing.T) {
+	t.Parallel()
 	body := testKey + ",https://h.example.com/,false,,\n" + // key as domain
 		"a.example.com,https://h.example.com/," + testKey + ",,\n" + // key as boolean
 		"a.example.com," + testKey + ",false,,\n" + // key as URL
@@ -244,6 +247,7 @@ func TestLineErrorNeverPrintsFields(t *testing.T) {
 }
 
 func TestLineErrorText(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		e    LineError
 		want string
@@ -260,6 +264,7 @@ func TestLineErrorText(t *testing.T) {
 }
 
 func TestParseBool(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int{ // 1 true, 0 false, -1 refused
 		"true": 1, "TRUE": 1, "yes": 1, "Yes": 1, "1": 1, "on": 1, "ON": 1,
 		"false": 0, "False": 0, "no": 0, "NO": 0, "0": 0, "off": 0, "Off": 0,
@@ -281,6 +286,7 @@ func TestParseBool(t *testing.T) {
 
 // The parser's memory does not grow with the file: it holds one record.
 func TestParserStreams(t *testing.T) {
+	t.Parallel()
 	const lines = 300000
 	p, err := NewParser(&genReader{n: lines})
 	if err != nil {

@@ -68,6 +68,7 @@ func errBody(code, msg string) string {
 }
 
 func TestErrorAnswers(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		status     int
@@ -128,6 +129,7 @@ func TestErrorAnswers(t *testing.T) {
 }
 
 func TestUnreadableAnswers(t *testing.T) {
+	t.Parallel()
 	big := `{"RequestId":"R","Pad":"` + strings.Repeat("x", 2<<20) + `"}`
 	tests := []struct {
 		name       string
@@ -197,6 +199,7 @@ func hangServer(t *testing.T) (*httptest.Server, chan struct{}) {
 }
 
 func TestReset(t *testing.T) {
+	t.Parallel()
 	srv := resetServer(t)
 	c := newTestClient(t, srv.URL, nil)
 	_, err := c.Add(context.Background(), testRequest())
@@ -210,6 +213,7 @@ func TestReset(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
+	t.Parallel()
 	srv, _ := hangServer(t)
 	c := newTestClient(t, srv.URL, func(o *Options) { o.RequestTimeout = 100 * time.Millisecond })
 	_, err := c.Add(context.Background(), testRequest())
@@ -226,6 +230,7 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestCallerCancel(t *testing.T) {
+	t.Parallel()
 	srv, arrived := hangServer(t)
 	c := newTestClient(t, srv.URL, func(o *Options) { o.RequestTimeout = time.Hour })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -265,6 +270,7 @@ func TestCallerCancel(t *testing.T) {
 // transport error carries the request URL with NotifyAuthKey (and, with the
 // v2 signature, SecurityToken and Signature) in its query.
 func TestRawSDKErrorLeaks(t *testing.T) {
+	t.Parallel()
 	srv := resetServer(t)
 	u, _ := url.Parse(srv.URL)
 	cfg := &openapiutil.Config{
@@ -298,6 +304,7 @@ func TestRawSDKErrorLeaks(t *testing.T) {
 }
 
 func TestSecretsNeverInErrors(t *testing.T) {
+	t.Parallel()
 	hang, _ := hangServer(t)
 	reset := resetServer(t)
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -338,6 +345,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 }
 
 func TestRequestParameters(t *testing.T) {
+	t.Parallel()
 	type seen struct {
 		query url.Values
 		hdr   http.Header
@@ -421,6 +429,7 @@ func TestRequestParameters(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		status int
@@ -472,6 +481,7 @@ func TestDescribe(t *testing.T) {
 
 // TestConcurrentAdd runs 32 goroutines on one Client (go test -race).
 func TestConcurrentAdd(t *testing.T) {
+	t.Parallel()
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := n.Add(1)
@@ -513,6 +523,7 @@ func TestConcurrentAdd(t *testing.T) {
 }
 
 func TestRotatingCredentials(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var seenIDs []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -549,6 +560,7 @@ func (r *rotating) Get(context.Context) (Credential, error) {
 }
 
 func TestCredentialsFailurePerCall(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(answer(200, `{"RequestId":"R"}`, nil))
 	defer srv.Close()
 	fc := &failing{}
@@ -646,6 +658,7 @@ func TestDefaultChain(t *testing.T) {
 // TestTLSVerified: the client verifies server certificates (an httptest TLS
 // server's self-signed certificate is refused).
 func TestTLSVerified(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewTLSServer(answer(200, `{"RequestId":"R"}`, nil))
 	defer srv.Close()
 	c := newTestClient(t, srv.URL, nil)

@@ -67,6 +67,7 @@ func fakeChain(t *testing.T, p *fakeProvider) *chainCredentials {
 // the API"), sends nothing, leaks no secret, and the next call after the
 // provider recovers succeeds.
 func TestProviderRefreshFailureIsTransient(t *testing.T) {
+	t.Parallel()
 	p := &fakeProvider{}
 	so := livesim.Options{AccessKeyID: testAKID, AccessKeySecret: testAKSecret, SecurityToken: testToken}
 	c, sim := simClient(t, so, func(o *Options) { o.Credentials = fakeChain(t, p) })
@@ -111,6 +112,7 @@ func TestProviderRefreshFailureIsTransient(t *testing.T) {
 // (ErrNoCredentials, ClassCredentials), not a refresh failure, and the chain
 // object is built anew for every try.
 func TestProviderFailingFromTheStartIsNoCredentials(t *testing.T) {
+	t.Parallel()
 	p := &fakeProvider{}
 	p.failNext.Store(1)
 	builds := 0
@@ -145,6 +147,7 @@ func TestProviderFailingFromTheStartIsNoCredentials(t *testing.T) {
 // sticks to the provider that delivered, which is the one to retry); it is
 // not rebuilt, which could pick up another identity.
 func TestChainKeptAfterRefreshFailure(t *testing.T) {
+	t.Parallel()
 	p := &fakeProvider{}
 	builds := 0
 	cc, err := newChain(func() (credentials.Credential, error) {
@@ -169,6 +172,7 @@ func TestChainKeptAfterRefreshFailure(t *testing.T) {
 // Callers that waited while a provider call ran take its result: one failing
 // refresh is one provider call, however many callers queued behind it.
 func TestWaitingCallersShareTheRefresh(t *testing.T) {
+	t.Parallel()
 	p := &fakeProvider{}
 	cc := fakeChain(t, p)
 	p.entered = make(chan struct{}, 1)
@@ -203,6 +207,7 @@ func TestWaitingCallersShareTheRefresh(t *testing.T) {
 // Concurrent calls through one Client never call the provider at the same
 // time (the race detector watches fakeProvider.calls).
 func TestProviderCallsSerialized(t *testing.T) {
+	t.Parallel()
 	p := &fakeProvider{}
 	so := livesim.Options{AccessKeyID: testAKID, AccessKeySecret: testAKSecret, SecurityToken: testToken}
 	c, _ := simClient(t, so, func(o *Options) { o.Credentials = fakeChain(t, p); o.MaxConns = 8 })

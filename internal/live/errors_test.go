@@ -10,6 +10,7 @@ import (
 )
 
 func TestClassifyCodes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		code   string
 		status int
@@ -64,6 +65,7 @@ func TestClassifyCodes(t *testing.T) {
 }
 
 func TestClassString(t *testing.T) {
+	t.Parallel()
 	seen := map[string]Class{}
 	for c := ClassOK; c <= ClassCredentialsUnavailable; c++ {
 		name := c.String()
@@ -84,6 +86,7 @@ func TestClassString(t *testing.T) {
 }
 
 func TestClassifyOther(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want Class
@@ -107,6 +110,7 @@ func TestClassifyOther(t *testing.T) {
 }
 
 func TestErrorCode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want string
@@ -128,6 +132,7 @@ func TestErrorCode(t *testing.T) {
 }
 
 func TestAPIErrorText(t *testing.T) {
+	t.Parallel()
 	e := &APIError{Op: OpAdd, Code: "MalformedParam", Message: "NotifyUrl is bad", HTTPStatus: 400, RequestID: "X"}
 	want := "AddLiveSnapshotNotifyConfig: MalformedParam (HTTP 400, RequestId X): NotifyUrl is bad"
 	if got := e.Error(); got != want {
@@ -140,6 +145,7 @@ func TestAPIErrorText(t *testing.T) {
 }
 
 func TestScrub(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		msg     string
 		secrets []string

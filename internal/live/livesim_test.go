@@ -26,6 +26,7 @@ func simClient(t *testing.T, so livesim.Options, mod func(*Options)) (*Client, *
 }
 
 func TestSimRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, sig, token string }{
 		{"v3", "", ""}, {"v2", "v2", ""}, {"v3-sts", "", testToken}, {"v2-sts", "v2", testToken},
 	} {
@@ -77,6 +78,7 @@ func TestSimRoundTrip(t *testing.T) {
 }
 
 func TestSimCredentials(t *testing.T) {
+	t.Parallel()
 	so := livesim.Options{AccessKeyID: testAKID, AccessKeySecret: testAKSecret}
 	tests := []struct {
 		name  string
@@ -163,6 +165,7 @@ func TestSimThrottlingAndFaults(t *testing.T) {
 }
 
 func TestSimConcurrent(t *testing.T) {
+	t.Parallel()
 	for _, sig := range []string{"", "v2"} {
 		c, sim := simClient(t, livesim.Options{AccessKeyID: testAKID, AccessKeySecret: testAKSecret, SecurityToken: testToken},
 			func(o *Options) { o.SignatureAlgorithm = sig; o.MaxConns = 32 })

@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseEndpoint(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, scheme, host string
 		wantErr          bool
@@ -50,6 +51,7 @@ func TestParseEndpoint(t *testing.T) {
 }
 
 func TestInsecureEndpoint(t *testing.T) {
+	t.Parallel()
 	creds := StaticCredentials("id", "secret", "")
 	tests := []struct {
 		endpoint string
@@ -95,6 +97,7 @@ func TestInsecureEndpoint(t *testing.T) {
 var errAny = errors.New("any error")
 
 func TestValidateOther(t *testing.T) {
+	t.Parallel()
 	ok := Options{Endpoint: "live.aliyuncs.com", Credentials: StaticCredentials("id", "s", "")}
 	bad := []Options{
 		{Endpoint: "live.aliyuncs.com"}, // no credentials

@@ -33,6 +33,7 @@ func (l *hookLog) hook(beforeErr error) SendHook {
 // exactly one of Wrote (written to a connection) and NotWritten runs, and
 // NotWritten says whether the request can have reached the server.
 func TestSendHookReportsTheWire(t *testing.T) {
+	t.Parallel()
 	okSrv := httptest.NewServer(answer(200, `{"RequestId":"R"}`, nil))
 	defer okSrv.Close()
 	tlsSrv := httptest.NewTLSServer(answer(200, `{"RequestId":"R"}`, nil))

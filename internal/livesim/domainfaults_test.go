@@ -12,6 +12,7 @@ func updQ(domain string) map[string]string {
 // TestDomainFaults: a rule hits only its domain and Action, as many times as
 // it says, and a lost answer still applies the operation.
 func TestDomainFaults(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{Seed: 1, DomainFaults: map[string][]DomainFault{
 		"x.example.com": {
 			{Fault: FaultLostAnswer, Action: ActionUpdate, Times: 1},

@@ -16,6 +16,7 @@ import (
 )
 
 func TestSignV1PublishedVector(t *testing.T) {
+	t.Parallel()
 	// live-api.md's vector. Its parameter list omits SignatureMethod,
 	// SignatureVersion and Version, which the published signature covers.
 	p := url.Values{
@@ -43,6 +44,7 @@ func TestSignV1PublishedVector(t *testing.T) {
 }
 
 func TestPercentEncode(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"a b":     "a%20b",
 		"a*b":     "a%2Ab",
@@ -57,6 +59,7 @@ func TestPercentEncode(t *testing.T) {
 }
 
 func TestSignatures(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
 		name     string
@@ -127,6 +130,7 @@ func TestSignatures(t *testing.T) {
 }
 
 func TestRawSignatureErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	fixed := url.Values{"Action": {ActionDescribe}, "DomainName": {"raw.example.com"}, "SignatureNonce": {"fixed-nonce-1"}}
 	old := time.Now().Add(-16 * time.Minute).UTC().Format("2006-01-02T15:04:05Z")
@@ -191,6 +195,7 @@ func TestRawSignatureErrors(t *testing.T) {
 }
 
 func TestOperations(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, v1 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v1=%v", v1), func(t *testing.T) {
@@ -273,6 +278,7 @@ func TestOperations(t *testing.T) {
 }
 
 func TestParamsInFormBody(t *testing.T) {
+	t.Parallel()
 	for _, v1 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v1=%v", v1), func(t *testing.T) {
 			e := newEnv(t, Options{})
@@ -290,6 +296,7 @@ func TestParamsInFormBody(t *testing.T) {
 }
 
 func TestConflictStatus(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{ConflictStatus: 400})
 	e.sim.PutConfig("c.example.com", Config{NotifyURL: "http://a.example.com/"})
 	_, err := call(context.Background(), e.client(t, clientOpt{}), ActionAdd, addQ("c.example.com"))
@@ -299,6 +306,7 @@ func TestConflictStatus(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
+	t.Parallel()
 	long := "https://cb.example.com/" + strings.Repeat("a", 501-len("https://cb.example.com/"))
 	max := long[:500]
 	tests := []struct {
@@ -351,6 +359,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestThrottling(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{t: time.Now()}
 	e := newEnv(t, Options{Limit: 3, RetryAfterHeader: true, Now: clock.Now})
 	rec := &recorder{}
@@ -433,6 +442,7 @@ func TestThrottling(t *testing.T) {
 // request counts in the window too, so a client that keeps sending over
 // the limit stays throttled until it slows down.
 func TestThrottlingCountsRejected(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{t: time.Now()}
 	e := newEnv(t, Options{Limit: 2, RetryAfterHeader: true, ThrottleCountsRejected: true, Now: clock.Now})
 	c := e.client(t, clientOpt{})
@@ -532,6 +542,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestHangReleasedByClose(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{Faults: Faults{Hang: 1}})
 	c := e.client(t, clientOpt{})
 	done := make(chan error, 1)
@@ -573,6 +584,7 @@ func TestLatencyClientGone(t *testing.T) {
 }
 
 func TestLatencyDistribution(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name             string
 		lat              Latency
@@ -608,6 +620,7 @@ func TestLatencyDistribution(t *testing.T) {
 }
 
 func TestForceErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		forced   ForcedError
@@ -659,6 +672,7 @@ func TestForceErrors(t *testing.T) {
 }
 
 func TestMaxInWindow(t *testing.T) {
+	t.Parallel()
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms ...int) []Entry {
 		var es []Entry
@@ -697,6 +711,7 @@ func TestMaxInWindow(t *testing.T) {
 }
 
 func TestFaultSequenceDeterministic(t *testing.T) {
+	t.Parallel()
 	run := func(seed int64) []string {
 		e := newEnv(t, Options{Seed: seed, Faults: Faults{ServerError: 0.25, Reset: 0.15, LostAnswer: 0.15}})
 		c := e.client(t, clientOpt{})
@@ -727,6 +742,7 @@ func TestFaultSequenceDeterministic(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
+	t.Parallel()
 	const limit = 40
 	e := newEnv(t, Options{Limit: limit, RetryAfterHeader: true, Seed: 3, Faults: Faults{ServerError: 0.1, Reset: 0.05, LostAnswer: 0.1}})
 	const workers, per = 8, 60
@@ -787,6 +803,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	c := e.client(t, clientOpt{})
 	if _, err := call(context.Background(), c, ActionAdd, addQ("a.example.com")); err != nil {

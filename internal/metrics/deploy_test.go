@@ -44,6 +44,7 @@ func pushedNames(t *testing.T) map[string]bool {
 // package without updating deploy/ fails here (and the rule tests in
 // deploy/prometheus fail when a rule and its test disagree).
 func TestDeployReferencesOnlyPushedMetrics(t *testing.T) {
+	t.Parallel()
 	pushed := pushedNames(t)
 	refs := map[string][]string{} // file → expressions
 	var rules struct {

@@ -265,6 +265,7 @@ func failedRun() RunMetrics {
 }
 
 func TestPushSucceededRun(t *testing.T) {
+	t.Parallel()
 	f, srv := newFake(t)
 	if err := Push(context.Background(), srv.URL, "", succeededRun()); err != nil {
 		t.Fatal(err)
@@ -337,6 +338,7 @@ func TestPushSucceededRun(t *testing.T) {
 }
 
 func TestFailedRunKeepsLastSuccessAndDropsStaleSeries(t *testing.T) {
+	t.Parallel()
 	f, srv := newFake(t)
 	ctx := context.Background()
 	if err := Push(ctx, srv.URL, "reconcile", succeededRun()); err != nil {
@@ -410,6 +412,7 @@ func TestFailedRunKeepsLastSuccessAndDropsStaleSeries(t *testing.T) {
 
 // A pass that completed but left rows invalid or failed is not a success.
 func TestSucceededStatusWithRowsNotDoneIsNoSuccess(t *testing.T) {
+	t.Parallel()
 	f, srv := newFake(t)
 	m := failedRun()
 	m.Status = StatusSucceeded // the pass completed; Success is false
@@ -439,6 +442,7 @@ func TestSucceededStatusWithRowsNotDoneIsNoSuccess(t *testing.T) {
 // The fake models POST as the Pushgateway does; this is why Push uses
 // separate groups rather than POST: a POST merges, so stale series stay.
 func TestFakeModelsPostMerge(t *testing.T) {
+	t.Parallel()
 	f, srv := newFake(t)
 	post := func(body string) {
 		t.Helper()
@@ -461,6 +465,7 @@ func TestFakeModelsPostMerge(t *testing.T) {
 }
 
 func TestPushTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select { // a Pushgateway that never answers
@@ -502,6 +507,7 @@ func TestPushTimeout(t *testing.T) {
 }
 
 func TestPushNeverCarriesTheURLPassword(t *testing.T) {
+	t.Parallel()
 	const password = "s3cretPushPassw0rd"
 	f, srv := newFake(t)
 	u := strings.Replace(srv.URL, "http://", "http://pusher:"+password+"@", 1) + "/"
@@ -543,6 +549,7 @@ func TestPushNeverCarriesTheURLPassword(t *testing.T) {
 }
 
 func TestEmptyURLDisablesPushing(t *testing.T) {
+	t.Parallel()
 	if err := Push(context.Background(), "", "", succeededRun()); err != nil {
 		t.Errorf("Push with no URL = %v, want nil", err)
 	}
@@ -552,6 +559,7 @@ func TestEmptyURLDisablesPushing(t *testing.T) {
 }
 
 func TestValidateURL(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"http://localhost:9091", "https://pgw.example.com", "http://u:p@pgw:9091/", "https://pgw.example.com/prefix"} {
 		if err := ValidateURL(ok); err != nil {
 			t.Errorf("ValidateURL(%q) = %v", ok, err)
@@ -570,6 +578,7 @@ func TestValidateURL(t *testing.T) {
 }
 
 func TestGroupingAndPathPrefix(t *testing.T) {
+	t.Parallel()
 	f, srv := newFake(t)
 	// A Pushgateway behind a proxy at /pgw: the path is a prefix.
 	mux := http.NewServeMux()
@@ -602,6 +611,7 @@ func TestGroupingAndPathPrefix(t *testing.T) {
 }
 
 func TestUnknownStatusAndZeroFinished(t *testing.T) {
+	t.Parallel()
 	f, srv := newFake(t)
 	m := failedRun()
 	m.Status, m.Finished = "", time.Time{}
@@ -620,6 +630,7 @@ func TestUnknownStatusAndZeroFinished(t *testing.T) {
 
 // The metrics follow Prometheus' naming conventions (promlint).
 func TestMetricsPassPromlint(t *testing.T) {
+	t.Parallel()
 	for name, reg := range map[string]interface {
 		Gather() ([]*dto.MetricFamily, error)
 	}{"run": runRegistry(succeededRun()), "success": successRegistry(succeededRun())} {
@@ -658,6 +669,7 @@ func fmtFloat(v float64) string {
 
 // TestParseGrouping: --metrics-grouping's syntax and its refusals.
 func TestParseGrouping(t *testing.T) {
+	t.Parallel()
 	got, err := ParseGrouping(" account = a , env=prod,instance=db/x")
 	if err != nil || len(got) != 3 || got["account"] != "a" || got["env"] != "prod" || got["instance"] != "db/x" {
 		t.Fatalf("ParseGrouping = %v, %v", got, err)

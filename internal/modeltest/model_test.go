@@ -87,6 +87,7 @@ func envInt(t *testing.T, name string) (int64, bool) {
 }
 
 func TestModelRandomized(t *testing.T) {
+	t.Parallel()
 	size, n := sizeCI, int64(sequencesCI)
 	if os.Getenv(envLongTests) == "1" {
 		size, n = sizeLong, sequencesLong
@@ -141,6 +142,7 @@ func regRun(seed int64, maxAttempts int, mod func(*runSpec)) step {
 }
 
 func TestModelRegressions(t *testing.T) {
+	t.Parallel()
 	const a, b = "a.model.example.com", "b.model.example.com"
 	other := map[string]vals{b: {URL: "https://hooks.example.com/b/v1"}}
 	tests := []struct {

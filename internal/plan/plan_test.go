@@ -98,6 +98,7 @@ type wantClass struct {
 }
 
 func TestBuild(t *testing.T) {
+	t.Parallel()
 	tdb := fixture(t)
 	wantAll := map[plan.Class]wantClass{
 		plan.Add: {3, []string{"a-new.example.com", "b-fixed.example.com", "j-missing.example.com"},
@@ -170,6 +171,7 @@ func TestBuild(t *testing.T) {
 }
 
 func TestBuildNothingPending(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	p, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 10})
 	if err != nil || p.Pending != 0 || p.Desired != 0 {
@@ -189,6 +191,7 @@ func TestBuildNothingPending(t *testing.T) {
 
 // Many rows, small pages: counts are exact and only Limit domains are kept.
 func TestBuildPaging(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	ctx := testutil.Context(t)
 	for _, q := range []string{
@@ -216,6 +219,7 @@ func TestBuildPaging(t *testing.T) {
 }
 
 func TestRender(t *testing.T) {
+	t.Parallel()
 	tdb := fixture(t)
 	p, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 2})
 	if err != nil {

@@ -70,6 +70,7 @@ func results() []model.Result {
 }
 
 func TestBuild(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	pool := tdb.Pool
 	ctx := testutil.Context(t)
@@ -168,6 +169,7 @@ func jsonOf(v any) string {
 }
 
 func TestWrite(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	id := addRun(t, tdb.Pool, db.RunSucceeded, results(), db.RunCounters{Requests: 40, Throttled: 9, InvalidUnchanged: 2})
 	running := addRun(t, tdb.Pool, db.RunRunning, nil, db.RunCounters{})
