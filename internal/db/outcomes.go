@@ -202,8 +202,7 @@ func MarkSending(ctx context.Context, q Querier, intents []model.Intent) error {
 // writes nothing when q is not inside a larger transaction (the statement
 // fails on the foreign key).
 func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Result, c RunCounters) (Written, error) {
-	if c.Applied != 0 || c.AlreadyExists != 0 || c.Updated != 0 || c.Invalid != 0 || c.Failed != 0 ||
-		c.Drifted != 0 || c.InSync != 0 || c.Missing != 0 || c.Deleted != 0 {
+	if c.hasOutcomeCounts() {
 		return nil, fmt.Errorf("db: write outcomes: per-outcome counters are derived from the results: %w", ErrInvalidArgument)
 	}
 	if len(rs) == 0 {

@@ -15,12 +15,6 @@ import (
 const (
 	sqlLatestNonDryRunID = `SELECT id FROM reconcile_runs WHERE status <> 'dry_run' ORDER BY id DESC LIMIT 1`
 
-	sqlRunSummary = `SELECT run_id, kind, status, started_at, finished_at, coalesce(duration_seconds, 0),
-       applied, already_exists, updated, invalid, failed, drifted, in_sync, missing, deleted, invalid_unchanged,
-       done, not_done, requests, throttled, coalesce(requests_per_second, 0), rate, concurrency, host_name,
-       program_version, coalesce(note, '')
-FROM reconcile_run_summary WHERE run_id = $1`
-
 	sqlFailuresByCode = `SELECT outcome, coalesce(error_code, ''), count, sample_domains, coalesce(sample_message, '')
 FROM reconcile_failures_by_code WHERE run_id = $1
 ORDER BY count DESC, outcome, error_code NULLS LAST`
@@ -98,6 +92,14 @@ func LatestNonDryRunID(ctx context.Context, q Querier) (int64, error) {
 	return id, nil
 }
 
+// sqlRunSummary reads one run of reconcile_run_summary, its per-outcome
+// counters in model.Outcomes order.
+var sqlRunSummary = `SELECT run_id, kind, status, started_at, finished_at, coalesce(duration_seconds, 0),
+       ` + outcomeColumns() + `, invalid_unchanged,
+       done, not_done, requests, throttled, coalesce(requests_per_second, 0), rate, concurrency, host_name,
+       program_version, coalesce(note, '')
+FROM reconcile_run_summary WHERE run_id = $1`
+
 // ReadRunSummary reads run id from reconcile_run_summary; ErrRunNotFound
 // when there is no such run. One statement.
 func ReadRunSummary(ctx context.Context, q Querier, id int64) (RunSummary, error) {
@@ -105,10 +107,10 @@ func ReadRunSummary(ctx context.Context, q Querier, id int64) (RunSummary, error
 	var finished *time.Time
 	var seconds float64
 	c := &s.Counts
-	err := q.QueryRow(ctx, sqlRunSummary, id).Scan(&s.ID, &s.Kind, &s.Status, &s.StartedAt, &finished, &seconds,
-		&c.Applied, &c.AlreadyExists, &c.Updated, &c.Invalid, &c.Failed, &c.Drifted, &c.InSync, &c.Missing,
-		&c.Deleted, &c.InvalidUnchanged, &s.Done, &s.NotDone, &c.Requests, &c.Throttled, &s.RequestsPerSecond,
+	dest := append([]any{&s.ID, &s.Kind, &s.Status, &s.StartedAt, &finished, &seconds}, c.outcomeFields()...)
+	dest = append(dest, &c.InvalidUnchanged, &s.Done, &s.NotDone, &c.Requests, &c.Throttled, &s.RequestsPerSecond,
 		&s.Rate, &s.Concurrency, &s.HostName, &s.Version, &s.Note)
+	err := q.QueryRow(ctx, sqlRunSummary, id).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunSummary{}, fmt.Errorf("db: run %d: %w", id, ErrRunNotFound)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,32 +61,71 @@ type RunCounters struct {
 // Count returns the counter of outcome o (0 for an unknown outcome). Every
 // outcome of model.Outcomes has a counter (a test checks it).
 func (c RunCounters) Count(o model.Outcome) int64 {
-	n, _ := c.count(o)
-	return n
+	if p := c.field(o); p != nil {
+		return *p
+	}
+	return 0
 }
 
-func (c RunCounters) count(o model.Outcome) (int64, bool) {
+// field is the counter of outcome o (nil for an unknown one): the one place
+// that maps outcomes to RunCounters fields; the reconcile_runs column of
+// each is named like the outcome. Every SQL column list of the per-outcome
+// counters is generated from model.Outcomes through it (outcomeColumns).
+func (c *RunCounters) field(o model.Outcome) *int64 {
 	switch o {
 	case model.OutcomeApplied:
-		return c.Applied, true
+		return &c.Applied
 	case model.OutcomeAlreadyExists:
-		return c.AlreadyExists, true
+		return &c.AlreadyExists
 	case model.OutcomeUpdated:
-		return c.Updated, true
+		return &c.Updated
 	case model.OutcomeInvalid:
-		return c.Invalid, true
+		return &c.Invalid
 	case model.OutcomeFailed:
-		return c.Failed, true
+		return &c.Failed
 	case model.OutcomeDrifted:
-		return c.Drifted, true
+		return &c.Drifted
 	case model.OutcomeInSync:
-		return c.InSync, true
+		return &c.InSync
 	case model.OutcomeMissing:
-		return c.Missing, true
+		return &c.Missing
 	case model.OutcomeDeleted:
-		return c.Deleted, true
+		return &c.Deleted
 	}
-	return 0, false
+	return nil
+}
+
+// outcomeFields returns pointers to c's per-outcome counters, in
+// model.Outcomes order (the order of outcomeColumns).
+func (c *RunCounters) outcomeFields() []any {
+	kinds := model.Outcomes()
+	out := make([]any, len(kinds))
+	for i, k := range kinds {
+		out[i] = c.field(k.Outcome)
+	}
+	return out
+}
+
+// hasOutcomeCounts reports whether any per-outcome counter is non-zero.
+func (c RunCounters) hasOutcomeCounts() bool {
+	for _, k := range model.Outcomes() {
+		if c.Count(k.Outcome) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// outcomeColumns is the comma-separated list of the per-outcome counter
+// columns of reconcile_runs (and reconcile_run_summary), in model.Outcomes
+// order.
+func outcomeColumns() string {
+	kinds := model.Outcomes()
+	cols := make([]string, len(kinds))
+	for i, k := range kinds {
+		cols[i] = string(k.Outcome)
+	}
+	return strings.Join(cols, ", ")
 }
 
 // RunRow is one reconcile_runs row.
@@ -106,9 +146,8 @@ type RunRow struct {
 	ExitCode int
 }
 
-const runColumns = `id, started_at, finished_at, status, applied, already_exists, updated, invalid, failed,
-	drifted, in_sync, missing, deleted, invalid_unchanged, requests, throttled, rate, concurrency, host_name,
-	program_version, coalesce(note, ''), kind, coalesce(exit_code, -1)`
+var runColumns = `id, started_at, finished_at, status, ` + outcomeColumns() + `, invalid_unchanged, requests,
+	throttled, rate, concurrency, host_name, program_version, coalesce(note, ''), kind, coalesce(exit_code, -1)`
 
 const (
 	sqlAbandonRunning = `UPDATE reconcile_runs SET status = 'failed', finished_at = now(), note = $1
@@ -121,17 +160,23 @@ VALUES ($1, $2, $3, $4, $5, coalesce(NULLIF($6, ''), 'run')) RETURNING id`
 WHERE id = $1 AND finished_at IS NULL`
 
 	sqlRunExists = `SELECT EXISTS (SELECT FROM reconcile_runs WHERE id = $1)`
-
-	sqlAddRunCounts = `UPDATE reconcile_runs SET
-	applied = applied + $2, already_exists = already_exists + $3, updated = updated + $4,
-	invalid = invalid + $5, failed = failed + $6, invalid_unchanged = invalid_unchanged + $7,
-	requests = requests + $8, throttled = throttled + $9, drifted = drifted + $10, in_sync = in_sync + $11,
-	missing = missing + $12, deleted = deleted + $13
-WHERE id = $1`
-
-	sqlRun       = `SELECT ` + runColumns + ` FROM reconcile_runs WHERE id = $1`
-	sqlLatestRun = `SELECT ` + runColumns + ` FROM reconcile_runs ORDER BY id DESC LIMIT 1`
 )
+
+var (
+	sqlAddRunCounts = addRunCountsSQL()
+	sqlRun          = `SELECT ` + runColumns + ` FROM reconcile_runs WHERE id = $1`
+	sqlLatestRun    = `SELECT ` + runColumns + ` FROM reconcile_runs ORDER BY id DESC LIMIT 1`
+)
+
+// addRunCountsSQL adds $2.. to the run's counters: invalid_unchanged,
+// requests, throttled, then the per-outcome ones in model.Outcomes order.
+func addRunCountsSQL() string {
+	sets := []string{"invalid_unchanged = invalid_unchanged + $2", "requests = requests + $3", "throttled = throttled + $4"}
+	for i, k := range model.Outcomes() {
+		sets = append(sets, fmt.Sprintf("%s = %s + $%d", k.Outcome, k.Outcome, i+5))
+	}
+	return "UPDATE reconcile_runs SET " + strings.Join(sets, ", ") + " WHERE id = $1"
+}
 
 // AbandonRunning marks every run still 'running' as 'failed', with
 // finished_at = now() and note AbandonedNote, and returns how many it
@@ -196,8 +241,11 @@ func FinishRun(ctx context.Context, q Querier, id int64, status, note string, ex
 // AddRunCounts adds c to the run's counters in one statement (atomic with
 // respect to concurrent increments). ErrRunNotFound for an unknown id.
 func AddRunCounts(ctx context.Context, q Querier, runID int64, c RunCounters) error {
-	tag, err := q.Exec(ctx, sqlAddRunCounts, runID, c.Applied, c.AlreadyExists, c.Updated, c.Invalid,
-		c.Failed, c.InvalidUnchanged, c.Requests, c.Throttled, c.Drifted, c.InSync, c.Missing, c.Deleted)
+	args := []any{runID, c.InvalidUnchanged, c.Requests, c.Throttled}
+	for _, k := range model.Outcomes() {
+		args = append(args, c.Count(k.Outcome))
+	}
+	tag, err := q.Exec(ctx, sqlAddRunCounts, args...)
 	if err != nil {
 		return fmt.Errorf("db: add run %d counts: %w", runID, err)
 	}
@@ -229,10 +277,10 @@ func LatestRun(ctx context.Context, q Querier) (RunRow, error) {
 func scanRun(row pgx.Row) (RunRow, error) {
 	var r RunRow
 	var finished *time.Time
-	err := row.Scan(&r.ID, &r.StartedAt, &finished, &r.Status, &r.Counts.Applied, &r.Counts.AlreadyExists,
-		&r.Counts.Updated, &r.Counts.Invalid, &r.Counts.Failed, &r.Counts.Drifted, &r.Counts.InSync,
-		&r.Counts.Missing, &r.Counts.Deleted, &r.Counts.InvalidUnchanged, &r.Counts.Requests,
-		&r.Counts.Throttled, &r.Rate, &r.Concurrency, &r.HostName, &r.Version, &r.Note, &r.Kind, &r.ExitCode)
+	dest := append([]any{&r.ID, &r.StartedAt, &finished, &r.Status}, r.Counts.outcomeFields()...)
+	dest = append(dest, &r.Counts.InvalidUnchanged, &r.Counts.Requests, &r.Counts.Throttled, &r.Rate,
+		&r.Concurrency, &r.HostName, &r.Version, &r.Note, &r.Kind, &r.ExitCode)
+	err := row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunRow{}, ErrRunNotFound
 	}
