@@ -156,13 +156,13 @@ type Options struct {
 	// start "InvalidSecurityToken."). When empty, a token sent is ignored.
 	SecurityToken string
 	// Limit is the most accepted calls per second per operation (Action)
-	// of the default account, measured over a sliding 1-second window of accepted requests: a
-	// request arriving at t is accepted only if fewer than Limit requests of
-	// its Action were accepted in (t-1s, t]. Hence no half-open 1-second
-	// window ever holds more than Limit accepted calls of one Action.
-	// Calls over it get 400 Throttling.User and are not applied. 0 means
-	// unlimited. Only requests with a valid signature, a known Action and no
-	// forced error are counted.
+	// of the default account, measured over a sliding 1-second window of
+	// accepted requests: a request arriving at t is accepted only if fewer
+	// than Limit requests of its Action were accepted in (t-1s, t]. Hence
+	// no half-open 1-second window ever holds more than Limit accepted
+	// calls of one Action. Calls over it get 400 Throttling.User and are
+	// not applied. 0 means unlimited. Only requests with a valid
+	// signature, a known Action and no forced error are counted.
 	Limit int
 	// ThrottleCountsRejected makes the throttling window count every
 	// request of the Action that reached the check, rejected ones included:
@@ -188,17 +188,17 @@ type Options struct {
 	// order of request arrivals.
 	Seed int64
 	// ForceErrors maps a DomainName (of the default account) to an error
-	// answered for it right after
-	// the signature, token and action checks, before throttling, faults and
-	// validation. Nothing is applied.
+	// answered for it right after the signature, token and action checks,
+	// before throttling, faults and validation. Nothing is applied.
 	ForceErrors map[string]ForcedError
 	// DeleteMissingNotFound answers a Delete of a domain without a config
 	// 400 ConfigNotFound (as Update does) instead of 200. Which of the two
 	// Live does is UNVERIFIED; the job must treat both as "deleted".
 	DeleteMissingNotFound bool
-	// DomainFaults maps a DomainName (of the default account) to fault rules (see DomainFault) that
-	// replace the random fault draw for its requests; the first rule that
-	// matches and has uses left wins. Latency still applies.
+	// DomainFaults maps a DomainName (of the default account) to fault
+	// rules (see DomainFault) that replace the random fault draw for its
+	// requests; the first rule that matches and has uses left wins.
+	// Latency still applies.
 	DomainFaults map[string][]DomainFault
 	// ConflictStatus is the status of ConfigAlreadyExists (Add on an
 	// existing config); 0 means 409 (an older error list says 400).
