@@ -3,22 +3,34 @@ package main
 import (
 	"context"
 	"flag"
+	"strings"
 
 	"github.com/reconcile/reconcile/internal/app"
 	"github.com/reconcile/reconcile/internal/config"
 	"github.com/reconcile/reconcile/internal/logging"
 )
 
+// simulateUsage heads `reconcile simulate -h`.
+const simulateUsage = `usage: reconcile simulate [flags]
+GET /healthz answers 200 once it listens (reconcile healthcheck URL/healthz).
+--access-key-id/--access-key-secret are the key of the account "default"; --accounts-file
+declares more accounts, each with its own keys, limit (calls/s per operation) and configs:
+  [{"name": "a", "access_key_id": "LTAIa", "access_key_secret": "…", "limit": 30},
+   {"name": "b", "access_key_id": "LTAIb", "access_key_secret": "…", "limit": 10, "disabled": true}]
+(also "security_token", "throttle_counts_rejected", and "keys": [{"access_key_id", "access_key_secret",
+"security_token", "disabled"}] for more keys; an absent limit is --limit; see docs/commands.md)`
+
 // simulate parses the flags of `reconcile simulate` and serves the simulator.
 func simulate(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env) error {
 	var c app.SimConfig
-	var logFormat, logLevel string
+	var logFormat, logLevel, accountsFile string
 	o := &c.Options
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8787", "address to listen on (port 0: any free port)")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the bound http://host:port to this file")
-	fs.StringVar(&o.AccessKeyID, "access-key-id", "", "the accepted AccessKey id (env RECONCILE_ACCESS_KEY_ID)")
+	fs.StringVar(&o.AccessKeyID, "access-key-id", "", "the accepted AccessKey id, of the account \"default\" (env RECONCILE_ACCESS_KEY_ID)")
 	fs.StringVar(&o.AccessKeySecret, "access-key-secret", "", "the accepted AccessKey secret (env RECONCILE_ACCESS_KEY_SECRET)")
-	fs.IntVar(&o.Limit, "limit", 30, "accepted calls per second per operation (0: unlimited)")
+	fs.StringVar(&accountsFile, "accounts-file", "", "JSON file of further accounts, each with its own keys, limit and configs (format above)")
+	fs.IntVar(&o.Limit, "limit", 30, "accepted calls per second per operation and account (0: unlimited); the default for --accounts-file accounts without a limit")
 	fs.BoolVar(&o.ThrottleCountsRejected, "throttle-counts-rejected", false, "count throttled requests in the limit's window too (a client over the limit stays throttled)")
 	fs.BoolVar(&o.RetryAfterHeader, "retry-after-header", false, "send x-acs-retry-after on throttling answers")
 	fs.DurationVar(&o.Latency.Median, "latency-median", 0, "median answer latency (lognormal)")
@@ -29,17 +41,31 @@ func simulate(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env)
 	fs.Float64Var(&o.Faults.LostAnswer, "fault-lost-answer", 0, "probability of applying, then dropping the answer")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of latency and faults")
 	config.LogFlags(fs, &logFormat, &logLevel)
-	src, err := parse(fs, args, env, "usage: reconcile simulate [flags]\nGET /healthz answers 200 once it listens (reconcile healthcheck URL/healthz)")
+	src, err := parse(fs, args, env, simulateUsage)
 	if err != nil {
 		return err
 	}
 	if err := src.ValidateLog(logFormat, logLevel); err != nil {
 		return err
 	}
-	if o.AccessKeyID == "" || o.AccessKeySecret == "" {
-		return config.Usagef("simulate needs --access-key-id and --access-key-secret")
+	if accountsFile != "" {
+		if o.Accounts, err = app.ReadSimAccounts(accountsFile, o.Limit, o.ThrottleCountsRejected); err != nil {
+			return err
+		}
 	}
-	env.Redactor.Add(o.AccessKeySecret)
+	switch {
+	case len(o.Accounts) == 0 && (o.AccessKeyID == "" || o.AccessKeySecret == ""):
+		return config.Usagef("simulate needs --access-key-id and --access-key-secret (or --accounts-file)")
+	case (o.AccessKeyID == "") != (o.AccessKeySecret == ""):
+		return config.Usagef("simulate needs both --access-key-id and --access-key-secret, or neither with --accounts-file")
+	}
+	if err := o.Validate(); err != nil {
+		return config.Usagef("--accounts-file %s: %s", accountsFile, strings.TrimPrefix(err.Error(), "livesim: "))
+	}
+	if o.AccessKeySecret != "" {
+		env.Redactor.Add(o.AccessKeySecret)
+	}
+	env.Redactor.Add(app.SimAccountSecrets(o.Accounts)...)
 	env.Logger = logging.New(env.Stderr, logging.Options{Format: logFormat, Level: logLevel, Redactor: env.Redactor})
 	return app.Simulate(ctx, c, env)
 }

@@ -46,7 +46,8 @@ func Simulate(ctx context.Context, c SimConfig, env Env) error {
 	}
 	env.Logger.Info("simulator listening", "endpoint", url, "limit_per_second", c.Options.Limit, "throttle_counts_rejected", c.Options.ThrottleCountsRejected,
 		"latency_median", c.Options.Latency.Median, "latency_p99", c.Options.Latency.P99,
-		"faults", fmt.Sprintf("%+v", c.Options.Faults), "seed", c.Options.Seed)
+		"faults", fmt.Sprintf("%+v", c.Options.Faults), "seed", c.Options.Seed,
+		"default_account_key", c.Options.AccessKeyID, "accounts", describeSimAccounts(c.Options.Accounts))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

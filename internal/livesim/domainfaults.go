@@ -16,11 +16,11 @@ type DomainFault struct {
 	Times int
 }
 
-// domainFaultKind returns the fault kind of the first rule of
-// Options.DomainFaults[domain] that matches action and has uses left, and
-// uses it up. Called with s.mu held.
-func (s *Server) domainFaultKind(domain, action string) (faultKind, bool) {
-	rules := s.opts.DomainFaults[domain]
+// domainFaultKind returns the fault kind of the first rule of the
+// account's DomainFaults[domain] that matches action and has uses left,
+// and uses it up. Called with s.mu held.
+func (s *Server) domainFaultKind(a *account, domain, action string) (faultKind, bool) {
+	rules := a.domainFaults[domain]
 	if domain == "" || len(rules) == 0 {
 		return kindNone, false
 	}
@@ -41,13 +41,13 @@ func (s *Server) domainFaultKind(domain, action string) (faultKind, bool) {
 		default:
 			continue
 		}
-		if s.domainFaultUsed == nil {
-			s.domainFaultUsed = map[string][]int{}
+		if a.domainFaultUsed == nil {
+			a.domainFaultUsed = map[string][]int{}
 		}
-		used := s.domainFaultUsed[domain]
+		used := a.domainFaultUsed[domain]
 		if used == nil {
 			used = make([]int, len(rules))
-			s.domainFaultUsed[domain] = used
+			a.domainFaultUsed[domain] = used
 		}
 		if r.Times > 0 && used[i] >= r.Times {
 			continue

@@ -7,6 +7,15 @@
 // window, and injectable latency and faults (5xx, connection reset, hang,
 // lost answer) drawn from a seeded source.
 //
+// The simulator keeps accounts (Options.Accounts, see Account): a request
+// belongs to the account of its AccessKey id (one map lookup), is signed
+// with that key's secret, and is throttled, faulted and applied within
+// that account only: its limit, its throttling windows and its configs
+// (the same domain name in two accounts is two configs). The single-key
+// fields of Options make the default account (DefaultAccount); without
+// Accounts the simulator is the one-key endpoint it always was. The log
+// is one log, each entry naming its account.
+//
 // A *Server is an http.Handler: serve it with httptest.NewServer in tests or
 // with http.Server for `reconcile simulate`. Every request, rejected ones
 // included, is recorded in a log (Log, Stats, MaxInWindow), also served as
@@ -18,21 +27,26 @@
 //  1. signature (V3 ACS3-HMAC-SHA256 when an Authorization header is sent,
 //     else legacy HMAC-SHA1 when a Signature parameter is): MissingSignature,
 //     IncompleteSignature, InvalidAccessKeyId.NotFound (404),
+//     InvalidAccessKeyId.Inactive (a disabled key or account),
 //     SignatureDoesNotMatch;
 //  2. timestamp within 15 minutes of Options.Now (InvalidTimeStamp.Expired),
 //     then nonce not seen before (SignatureNonceUsed). A nonce is consumed
 //     by every request whose signature is valid, whatever happens next;
+//     nonces are remembered server-wide, not per account;
 //  3. security token (InvalidSecurityToken.*), Version (MissingParam,
 //     InvalidVersion), Action (InvalidAction.NotFound);
-//  4. Options.ForceErrors for the DomainName;
-//  5. throttling (Throttling.User), counted on requests that passed 1-4;
-//  6. the fault draw (or a matching Options.DomainFaults rule) and latency delay;
+//  4. the account's ForceErrors for the DomainName;
+//  5. throttling (Throttling.User) by the account's limit, counted on the
+//     account's requests that passed 1-4;
+//  6. the fault draw (or a matching DomainFaults rule of the account) and
+//     latency delay;
 //  7. parameter validation (MissingParam, MalformedParam), then the
 //     operation itself (ConfigAlreadyExists, ConfigNotFound).
 //
 // Behaviours that no source documents are marked UNVERIFIED below; they are
 // this simulator's choices, not facts about the real service: the codes of
-// steps 1-3 other than those in live-api.md, Describe and Delete of a
+// steps 1-3 other than those in live-api.md, the status of
+// InvalidAccessKeyId.Inactive, Describe and Delete of a
 // missing config (200), the retry-after headers, lower-case-only
 // NotifyReqAuth, and Update's key check on the merged config.
 //
@@ -123,23 +137,32 @@ type ForcedError struct {
 // Options configure a Server. The zero value (plus a key pair) is a
 // well-behaved, unlimited, instant endpoint.
 type Options struct {
-	// AccessKeyID and AccessKeySecret are the one accepted key pair. Any
-	// other key id is answered 404 InvalidAccessKeyId.NotFound.
+	// AccessKeyID and AccessKeySecret are the key pair of the default
+	// account (DefaultAccount); with no Accounts, the one accepted pair.
+	// A key id that is neither this one nor one of Accounts' is answered
+	// 404 InvalidAccessKeyId.NotFound.
 	AccessKeyID, AccessKeySecret string
+	// Accounts declares further accounts, each with its own keys, limit
+	// and configs (see Account); the fields of Options that Account also
+	// has (Limit, ThrottleCountsRejected, ForceErrors, DomainFaults,
+	// SecurityToken) apply to the default account only, every other field
+	// to the whole server. A request belongs to the account of its
+	// AccessKey id. They must pass Validate.
+	Accounts []Account
 	// SecurityToken, when set, must be carried by every request (V3 header
 	// x-acs-security-token, v1 parameter SecurityToken); a missing or wrong
 	// token is answered 400 InvalidSecurityToken.Missing /
 	// InvalidSecurityToken.MismatchWithAccessKey (codes UNVERIFIED; both
 	// start "InvalidSecurityToken."). When empty, a token sent is ignored.
 	SecurityToken string
-	// Limit is the most accepted calls per second per operation (Action),
-	// measured over a sliding 1-second window of accepted requests: a
-	// request arriving at t is accepted only if fewer than Limit requests of
-	// its Action were accepted in (t-1s, t]. Hence no half-open 1-second
-	// window ever holds more than Limit accepted calls of one Action.
-	// Calls over it get 400 Throttling.User and are not applied. 0 means
-	// unlimited. Only requests with a valid signature, a known Action and no
-	// forced error are counted.
+	// Limit is the most accepted calls per second per operation (Action)
+	// of the default account, measured over a sliding 1-second window of
+	// accepted requests: a request arriving at t is accepted only if fewer
+	// than Limit requests of its Action were accepted in (t-1s, t]. Hence
+	// no half-open 1-second window ever holds more than Limit accepted
+	// calls of one Action. Calls over it get 400 Throttling.User and are
+	// not applied. 0 means unlimited. Only requests with a valid
+	// signature, a known Action and no forced error are counted.
 	Limit int
 	// ThrottleCountsRejected makes the throttling window count every
 	// request of the Action that reached the check, rejected ones included:
@@ -164,17 +187,18 @@ type Options struct {
 	// given seed yields the same fault and latency sequence for the same
 	// order of request arrivals.
 	Seed int64
-	// ForceErrors maps a DomainName to an error answered for it right after
-	// the signature, token and action checks, before throttling, faults and
-	// validation. Nothing is applied.
+	// ForceErrors maps a DomainName (of the default account) to an error
+	// answered for it right after the signature, token and action checks,
+	// before throttling, faults and validation. Nothing is applied.
 	ForceErrors map[string]ForcedError
 	// DeleteMissingNotFound answers a Delete of a domain without a config
 	// 400 ConfigNotFound (as Update does) instead of 200. Which of the two
 	// Live does is UNVERIFIED; the job must treat both as "deleted".
 	DeleteMissingNotFound bool
-	// DomainFaults maps a DomainName to fault rules (see DomainFault) that
-	// replace the random fault draw for its requests; the first rule that
-	// matches and has uses left wins. Latency still applies.
+	// DomainFaults maps a DomainName (of the default account) to fault
+	// rules (see DomainFault) that replace the random fault draw for its
+	// requests; the first rule that matches and has uses left wins.
+	// Latency still applies.
 	DomainFaults map[string][]DomainFault
 	// ConflictStatus is the status of ConfigAlreadyExists (Add on an
 	// existing config); 0 means 409 (an older error list says 400).
@@ -214,7 +238,12 @@ type Entry struct {
 	Seq    int64     `json:"seq"`    // 1, 2, … in the order requests were admitted
 	Time   time.Time `json:"time"`   // arrival (Options.Now)
 	Action string    `json:"action"` // as sent (may be unknown or empty)
-	Domain string    `json:"domain"` // DomainName as sent ("" when absent)
+	// Account is the name of the account the request's AccessKey id
+	// belongs to (DefaultAccount for Options.AccessKeyID), set whenever
+	// the id is known, even if the signature then failed; "" when the
+	// request named no known key.
+	Account string `json:"account,omitempty"`
+	Domain  string `json:"domain"` // DomainName as sent ("" when absent)
 	// Status is the HTTP status answered; 0 when no answer was sent
 	// (reset, hang, lost_answer, client_gone) or the request is still in
 	// flight.
@@ -236,28 +265,26 @@ type Server struct {
 	opts           Options
 	now            func() time.Time
 	conflictStatus int
-	forced         map[string]ForcedError
-	closed         chan struct{}
-	closeOnce      sync.Once
-	idPrefix       [16]byte // hex
-	idSeq          atomic.Uint64
-	nonceSeed      maphash.Seed
-	lnSigma, lnMu  float64 // lognormal latency parameters
+	// keys, accounts, accountNames and def are fixed by New (read without
+	// the lock); the state inside each account is guarded by mu.
+	keys          map[string]*accessKey
+	accounts      map[string]*account
+	accountNames  []string // DefaultAccount, then Options.Accounts in order
+	def           *account
+	closed        chan struct{}
+	closeOnce     sync.Once
+	idPrefix      [16]byte // hex
+	idSeq         atomic.Uint64
+	nonceSeed     maphash.Seed
+	lnSigma, lnMu float64 // lognormal latency parameters
 
-	mu         sync.Mutex
-	rng        *mrand.Rand
-	seq        int64
-	log        []Entry
-	configs    map[string]Config
-	adds       map[string]int
-	forcedUsed map[string]int
-	windows    map[string]*window
-	nonces     map[uint64]struct{}
-	nonceQ     []nonceRec
-	nonceHead  int
-
-	// domainFaultUsed counts the uses of each Options.DomainFaults rule.
-	domainFaultUsed map[string][]int
+	mu        sync.Mutex
+	rng       *mrand.Rand
+	seq       int64
+	log       []Entry
+	nonces    map[uint64]struct{}
+	nonceQ    []nonceRec
+	nonceHead int
 }
 
 type nonceRec struct {
@@ -275,32 +302,30 @@ const maxBody = 1 << 20
 // z99 is the 0.99 quantile of the standard normal distribution.
 const z99 = 2.3263478740408408
 
-// New returns a Server for opts. It never fails; options it cannot use are
-// treated as zero (negative Limit or probabilities act as 0).
+// New returns a Server for opts. Options it cannot use are treated as zero
+// (negative Limit or probabilities act as 0); it panics only when
+// opts.Validate reports an error, which Options without Accounts never do.
+// It copies the ForceErrors and DomainFaults maps (not the rule slices).
 func New(opts Options) *Server {
+	if err := opts.Validate(); err != nil {
+		panic(err.Error())
+	}
 	s := &Server{
 		opts:           opts,
 		now:            opts.Now,
 		conflictStatus: opts.ConflictStatus,
-		forced:         make(map[string]ForcedError, len(opts.ForceErrors)),
 		closed:         make(chan struct{}),
 		nonceSeed:      maphash.MakeSeed(),
 		rng:            mrand.New(mrand.NewPCG(uint64(opts.Seed), uint64(opts.Seed)^0x9e3779b97f4a7c15)),
 		log:            make([]Entry, 0, 4096),
-		configs:        make(map[string]Config),
-		adds:           make(map[string]int),
-		forcedUsed:     make(map[string]int),
-		windows:        make(map[string]*window),
 		nonces:         make(map[uint64]struct{}, 1024),
 	}
+	s.setupAccounts(opts)
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.conflictStatus == 0 {
 		s.conflictStatus = http.StatusConflict
-	}
-	for k, v := range opts.ForceErrors {
-		s.forced[k] = v
 	}
 	if m, p := opts.Latency.Median, opts.Latency.P99; m > 0 && p > m {
 		s.lnMu = math.Log(float64(m))
@@ -362,6 +387,8 @@ type admission struct {
 	err        *apiErr
 	fault      string // for err: FaultThrottled, FaultForced or ""
 	retryAfter int64  // ms, for throttling
+	limit      int    // the account's Limit, for throttling
+	acct       *account
 	kind       faultKind
 	unavail    bool // server error is 503 rather than 500
 	delay      time.Duration
@@ -417,7 +444,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d.fault == FaultThrottled && s.opts.RetryAfterHeader {
 			ms := strconv.FormatInt(d.retryAfter, 10)
 			h.Set("x-acs-retry-after", ms)
-			h.Set("x-ratelimit-user-api", "Limit:"+strconv.Itoa(s.opts.Limit)+",Remain:0,TimeLeft:"+ms)
+			h.Set("x-ratelimit-user-api", "Limit:"+strconv.Itoa(d.limit)+",Remain:0,TimeLeft:"+ms)
 		}
 		s.finish(d.idx, d.err.status, d.err.code, false, d.fault)
 		writeError(w, rid, d.err)
@@ -465,7 +492,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res := s.execute(action, params)
+	res := s.execute(d.acct, action, params)
 	switch {
 	case d.kind == kindLost:
 		s.finish(d.idx, 0, res.code(), res.applied, FaultLostAnswer)
@@ -519,8 +546,17 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 	}
 	s.lastAdmit = t
 	s.seq++
-	d := admission{idx: len(s.log)}
-	s.log = append(s.log, Entry{Seq: s.seq, Time: arrived, Action: action, Domain: domain, RequestID: rid})
+	// Without a key (only in-package callers, e.g. tests of admit, pass
+	// a valid authInfo without one) the default account decides.
+	d := admission{idx: len(s.log), acct: s.def}
+	en := Entry{Seq: s.seq, Time: arrived, Action: action, Domain: domain, RequestID: rid}
+	var token string
+	if ai.key != nil {
+		token = ai.key.token
+		d.acct = ai.key.acct
+		en.Account = d.acct.name
+	}
+	s.log = append(s.log, en)
 
 	if ai.err != nil {
 		d.err = ai.err
@@ -534,7 +570,8 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 		d.err = &apiErr{400, "SignatureNonceUsed", "Specified signature nonce was used already."}
 		return d
 	}
-	if want := s.opts.SecurityToken; want != "" {
+	a := d.acct
+	if want := token; want != "" {
 		switch {
 		case ai.token == "":
 			// UNVERIFIED code.
@@ -563,9 +600,9 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 		d.err = &apiErr{400, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."}
 		return d
 	}
-	if f, ok := s.forced[domain]; ok && domain != "" {
-		if f.Times == 0 || s.forcedUsed[domain] < f.Times {
-			s.forcedUsed[domain]++
+	if f, ok := a.forced[domain]; ok && domain != "" {
+		if f.Times == 0 || a.forcedUsed[domain] < f.Times {
+			a.forcedUsed[domain]++
 			st := f.Status
 			if st == 0 {
 				st = 400
@@ -574,21 +611,22 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 			return d
 		}
 	}
-	if s.opts.Limit > 0 {
-		w := s.windows[action]
+	if a.limit > 0 {
+		w := a.windows[action]
 		if w == nil {
 			w = &window{}
-			s.windows[action] = w
+			a.windows[action] = w
 		}
-		if wait, ok := w.admit(t.UnixNano(), s.opts.Limit, s.opts.ThrottleCountsRejected); !ok {
+		if wait, ok := w.admit(t.UnixNano(), a.limit, a.countRejected); !ok {
 			ms := (wait + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 			d.retryAfter = max(ms, 1)
+			d.limit = a.limit
 			d.err, d.fault = &apiErr{400, "Throttling.User", "Request was denied due to user flow control."}, FaultThrottled
 			return d
 		}
 	}
 	f := s.opts.Faults
-	if k, ok := s.domainFaultKind(domain, action); ok {
+	if k, ok := s.domainFaultKind(a, domain, action); ok {
 		d.kind = k
 		d.unavail = s.rng.IntN(2) == 1
 	} else if f.ServerError > 0 || f.Reset > 0 || f.Hang > 0 || f.LostAnswer > 0 {

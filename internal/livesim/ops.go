@@ -65,8 +65,9 @@ func checkFields(f fields) *apiErr {
 	return nil
 }
 
-// execute validates and applies one operation of a known Action.
-func (s *Server) execute(action string, p url.Values) result {
+// execute validates and applies one operation of a known Action to the
+// configs of account a.
+func (s *Server) execute(a *account, action string, p url.Values) result {
 	domain := p.Get("DomainName")
 	if domain == "" {
 		return result{err: missing("DomainName")}
@@ -86,11 +87,11 @@ func (s *Server) execute(action string, p url.Values) result {
 		cfg := Config{DomainName: domain, NotifyURL: f.url, ReqAuth: f.reqAuth == "yes", AuthKey: f.key}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.configs[domain]; ok {
+		if _, ok := a.configs[domain]; ok {
 			return result{err: &apiErr{s.conflictStatus, "ConfigAlreadyExists", "The snapshot callback config already exists for this domain."}}
 		}
-		s.configs[domain] = cfg
-		s.adds[domain]++
+		a.configs[domain] = cfg
+		a.adds[domain]++
 		return result{applied: true}
 
 	case ActionUpdate:
@@ -99,7 +100,7 @@ func (s *Server) execute(action string, p url.Values) result {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		old, ok := s.configs[domain]
+		old, ok := a.configs[domain]
 		if !ok {
 			return result{err: &apiErr{400, "ConfigNotFound", "The snapshot callback config does not exist for this domain."}}
 		}
@@ -118,12 +119,12 @@ func (s *Server) execute(action string, p url.Values) result {
 		if cfg.ReqAuth && cfg.AuthKey == "" {
 			return result{err: missing("NotifyAuthKey")}
 		}
-		s.configs[domain] = cfg
+		a.configs[domain] = cfg
 		return result{applied: cfg != old}
 
 	case ActionDescribe:
 		s.mu.Lock()
-		cfg, ok := s.configs[domain]
+		cfg, ok := a.configs[domain]
 		s.mu.Unlock()
 		if !ok {
 			// UNVERIFIED: a domain without config is answered 200 with empty
@@ -134,8 +135,8 @@ func (s *Server) execute(action string, p url.Values) result {
 
 	case ActionDelete:
 		s.mu.Lock()
-		_, ok := s.configs[domain]
-		delete(s.configs, domain)
+		_, ok := a.configs[domain]
+		delete(a.configs, domain)
 		s.mu.Unlock()
 		// UNVERIFIED: deleting a missing config is answered 200, or
 		// ConfigNotFound with Options.DeleteMissingNotFound.

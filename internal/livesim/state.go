@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -19,45 +20,120 @@ func (s *Server) Log() []Entry {
 	return slices.Clone(s.log)
 }
 
-// Config returns the stored config of domain and whether one exists.
+// Config returns the stored config of domain in the default account and
+// whether one exists.
 func (s *Server) Config(domain string) (cfg Config, ok bool) {
+	return s.ConfigIn(DefaultAccount, domain)
+}
+
+// Configs returns a copy of every stored config of the default account,
+// by domain.
+func (s *Server) Configs() map[string]Config {
+	return s.ConfigsIn(DefaultAccount)
+}
+
+// PutConfig stores cfg for domain in the default account (cfg.DomainName
+// is set to domain) without a request: it pre-seeds state and is not
+// logged nor counted in SuccessfulAdds.
+func (s *Server) PutConfig(domain string, cfg Config) {
+	_ = s.PutConfigIn(DefaultAccount, domain, cfg)
+}
+
+// DeleteConfig removes domain's config from the default account without a
+// request (a change made out of band, e.g. in the console); it is not
+// logged.
+func (s *Server) DeleteConfig(domain string) {
+	_ = s.DeleteConfigIn(DefaultAccount, domain)
+}
+
+// SuccessfulAdds returns how many Add requests created a config for domain
+// in the default account, lost answers included (a config deleted and
+// re-added counts twice).
+func (s *Server) SuccessfulAdds(domain string) int {
+	return s.SuccessfulAddsIn(DefaultAccount, domain)
+}
+
+// Accounts returns the names of every account: DefaultAccount first, then
+// Options.Accounts in declaration order.
+func (s *Server) Accounts() []string {
+	return slices.Clone(s.accountNames)
+}
+
+// ConfigIn returns the stored config of domain in account and whether one
+// exists (false for an unknown account).
+func (s *Server) ConfigIn(account, domain string) (cfg Config, ok bool) {
+	a := s.accounts[account]
+	if a == nil {
+		return Config{}, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg, ok = s.configs[domain]
+	cfg, ok = a.configs[domain]
 	return cfg, ok
 }
 
-// Configs returns a copy of every stored config, by domain.
-func (s *Server) Configs() map[string]Config {
+// ConfigsIn returns a copy of every stored config of account, by domain;
+// nil for an unknown account.
+func (s *Server) ConfigsIn(account string) map[string]Config {
+	a := s.accounts[account]
+	if a == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.configs)
+	return maps.Clone(a.configs)
 }
 
-// PutConfig stores cfg for domain (cfg.DomainName is set to domain) without
-// a request: it pre-seeds state and is not logged nor counted in
-// SuccessfulAdds.
-func (s *Server) PutConfig(domain string, cfg Config) {
+// PutConfigIn is PutConfig for account; it returns ErrUnknownAccount (and
+// stores nothing) for an undeclared account.
+func (s *Server) PutConfigIn(account, domain string, cfg Config) error {
+	a := s.accounts[account]
+	if a == nil {
+		return fmt.Errorf("%w %q", ErrUnknownAccount, account)
+	}
 	cfg.DomainName = domain
 	s.mu.Lock()
-	s.configs[domain] = cfg
+	a.configs[domain] = cfg
 	s.mu.Unlock()
+	return nil
 }
 
-// DeleteConfig removes domain's config without a request (a change made
-// out of band, e.g. in the console); it is not logged.
-func (s *Server) DeleteConfig(domain string) {
+// DeleteConfigIn is DeleteConfig for account; it returns
+// ErrUnknownAccount for an undeclared account.
+func (s *Server) DeleteConfigIn(account, domain string) error {
+	a := s.accounts[account]
+	if a == nil {
+		return fmt.Errorf("%w %q", ErrUnknownAccount, account)
+	}
 	s.mu.Lock()
-	delete(s.configs, domain)
+	delete(a.configs, domain)
 	s.mu.Unlock()
+	return nil
 }
 
-// SuccessfulAdds returns how many Add requests created a config for domain,
-// lost answers included (a config deleted and re-added counts twice).
-func (s *Server) SuccessfulAdds(domain string) int {
+// SuccessfulAddsIn is SuccessfulAdds for account (0 for an unknown one).
+func (s *Server) SuccessfulAddsIn(account, domain string) int {
+	a := s.accounts[account]
+	if a == nil {
+		return 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.adds[domain]
+	return a.adds[domain]
+}
+
+// LogFor returns a copy of the log entries whose Account is account, in
+// arrival order; LogFor("") returns those that named no known key.
+func (s *Server) LogFor(account string) []Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Entry
+	for i := range s.log {
+		if s.log[i].Account == account {
+			out = append(out, s.log[i])
+		}
+	}
+	return out
 }
 
 // Stats are counts over the request log.
@@ -76,16 +152,33 @@ type Stats struct {
 	Throttled int `json:"throttled"`
 	// Applied counts requests that changed the state.
 	Applied int `json:"applied"`
+	// ByAccount counts requests per Entry.Account ("" for those that
+	// named no known key).
+	ByAccount map[string]int `json:"by_account"`
 }
 
 // Stats returns counts over the whole log.
 func (s *Server) Stats() Stats {
-	st := Stats{ByAction: map[string]int{}, ByStatus: map[int]int{}, ByCode: map[string]int{}, ByFault: map[string]int{}}
+	return s.stats(func(*Entry) bool { return true })
+}
+
+// StatsFor returns counts over the log entries of account (Entry.Account
+// == account; "" for the requests that named no known key).
+func (s *Server) StatsFor(account string) Stats {
+	return s.stats(func(e *Entry) bool { return e.Account == account })
+}
+
+func (s *Server) stats(keep func(*Entry) bool) Stats {
+	st := Stats{ByAction: map[string]int{}, ByStatus: map[int]int{}, ByCode: map[string]int{}, ByFault: map[string]int{}, ByAccount: map[string]int{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.log {
 		e := &s.log[i]
+		if !keep(e) {
+			continue
+		}
 		st.Total++
+		st.ByAccount[e.Account]++
 		st.ByAction[e.Action]++
 		st.ByStatus[e.Status]++
 		if e.Code != "" {
@@ -106,6 +199,13 @@ func (s *Server) Stats() Stats {
 // ones included) that arrived within any half-open window [t, t+window).
 func (s *Server) MaxInWindow(window time.Duration) int {
 	return MaxInWindow(s.Log(), window)
+}
+
+// MaxInWindowFor is MaxInWindow over the requests of account only (its
+// rejected ones included): the most that arrived for it within any
+// half-open window [t, t+window).
+func (s *Server) MaxInWindowFor(account string, window time.Duration) int {
+	return MaxInWindow(s.LogFor(account), window)
 }
 
 // MaxInWindow returns the largest number of entries whose Time lies within
@@ -132,11 +232,52 @@ func MaxInWindow(entries []Entry, window time.Duration) int {
 	return best
 }
 
-// stateDoc is the JSON of GET /_sim/state. Auth keys are not exposed in
-// clear: each config carries the hex SHA-256 of its key instead.
+// stateDoc is the JSON of GET /_sim/state: configs and successful_adds
+// are the default account's (or, with ?account=NAME, that account's), and
+// accounts holds every account's. Auth keys are not exposed in clear:
+// each config carries the hex SHA-256 of its key instead; AccessKey
+// secrets and security tokens never appear.
 type stateDoc struct {
+	Account        string                  `json:"account"`
+	Configs        map[string]stateConfig  `json:"configs"`
+	SuccessfulAdds map[string]int          `json:"successful_adds"`
+	Accounts       map[string]accountState `json:"accounts"`
+}
+
+// accountState is one account in GET /_sim/state.
+type accountState struct {
 	Configs        map[string]stateConfig `json:"configs"`
 	SuccessfulAdds map[string]int         `json:"successful_adds"`
+	AccessKeyIDs   []string               `json:"access_key_ids"`
+	Limit          int                    `json:"limit"`
+	// ThrottleCountsRejected and Disabled are the account's settings;
+	// keys disabled one by one are not listed.
+	ThrottleCountsRejected bool `json:"throttle_counts_rejected"`
+	Disabled               bool `json:"disabled"`
+}
+
+// stateOf returns a's state for GET /_sim/state. Called with s.mu held.
+func stateOf(a *account) accountState {
+	st := accountState{
+		Configs:                make(map[string]stateConfig, len(a.configs)),
+		SuccessfulAdds:         maps.Clone(a.adds),
+		AccessKeyIDs:           a.keyIDs,
+		Limit:                  max(a.limit, 0),
+		ThrottleCountsRejected: a.countRejected,
+		Disabled:               a.disabled,
+	}
+	if st.AccessKeyIDs == nil {
+		st.AccessKeyIDs = []string{}
+	}
+	for d, c := range a.configs {
+		sc := stateConfig{Config: c}
+		if c.AuthKey != "" {
+			sum := sha256.Sum256([]byte(c.AuthKey))
+			sc.AuthKeySHA256 = hex.EncodeToString(sum[:])
+		}
+		st.Configs[d] = sc
+	}
+	return st
 }
 
 type stateConfig struct {
@@ -145,16 +286,26 @@ type stateConfig struct {
 }
 
 // serveAdmin answers the unsigned admin endpoints. They are reached by path
-// only, never by Action.
+// only, never by Action. Each takes an optional ?account=NAME: /_sim/log
+// and /_sim/stats then cover that account's requests only (NAME may be
+// empty: the requests that named no known key), /_sim/state puts that
+// account's configs at the top level (404 for an unknown account).
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	q := r.URL.Query()
+	account, byAccount := q.Get("account"), q.Has("account")
 	switch r.URL.Path {
 	case "/_sim/log":
-		entries := s.Log()
+		var entries []Entry
+		if byAccount {
+			entries = s.LogFor(account)
+		} else {
+			entries = s.Log()
+		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		bw := bufio.NewWriterSize(w, 64<<10)
 		enc := json.NewEncoder(bw)
@@ -163,21 +314,27 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = bw.Flush()
 	case "/_sim/state":
-		doc := stateDoc{Configs: map[string]stateConfig{}}
-		s.mu.Lock()
-		for d, c := range s.configs {
-			sc := stateConfig{Config: c}
-			if c.AuthKey != "" {
-				sum := sha256.Sum256([]byte(c.AuthKey))
-				sc.AuthKeySHA256 = hex.EncodeToString(sum[:])
-			}
-			doc.Configs[d] = sc
+		if !byAccount {
+			account = DefaultAccount
 		}
-		doc.SuccessfulAdds = maps.Clone(s.adds)
+		if s.accounts[account] == nil {
+			http.Error(w, "unknown account", http.StatusNotFound)
+			return
+		}
+		doc := stateDoc{Account: account, Accounts: make(map[string]accountState, len(s.accounts))}
+		s.mu.Lock()
+		for name, a := range s.accounts {
+			doc.Accounts[name] = stateOf(a)
+		}
 		s.mu.Unlock()
+		doc.Configs, doc.SuccessfulAdds = doc.Accounts[account].Configs, doc.Accounts[account].SuccessfulAdds
 		writeAdminJSON(w, doc)
 	case "/_sim/stats":
-		writeAdminJSON(w, s.Stats())
+		if byAccount {
+			writeAdminJSON(w, s.StatsFor(account))
+		} else {
+			writeAdminJSON(w, s.Stats())
+		}
 	default:
 		http.NotFound(w, r)
 	}

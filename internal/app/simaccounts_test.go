@@ -1,0 +1,200 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reconcile/reconcile/internal/config"
+	"github.com/reconcile/reconcile/internal/live"
+	"github.com/reconcile/reconcile/internal/livesim"
+	"github.com/reconcile/reconcile/internal/logging"
+)
+
+const simAccountsJSON = `[
+  {"name": "a", "access_key_id": "LTAIa", "access_key_secret": "secret-of-a-0001", "limit": 30},
+  {"name": "b", "access_key_id": "LTAIb", "access_key_secret": "secret-of-b-0001", "limit": 10, "throttle_counts_rejected": true,
+   "keys": [{"access_key_id": "LTAIb2", "access_key_secret": "secret-of-b-0002", "security_token": "STS.b2token", "disabled": true}]},
+  {"name": "c", "keys": [{"access_key_id": "LTAIc", "access_key_secret": "secret-of-c-0001"}], "disabled": true}
+]`
+
+func writeAccountsFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "accounts.json")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestReadSimAccounts(t *testing.T) {
+	got, err := ReadSimAccounts(writeAccountsFile(t, simAccountsJSON), 25, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []livesim.Account{
+		{Name: "a", Limit: 30, Keys: []livesim.AccessKey{{ID: "LTAIa", Secret: "secret-of-a-0001"}}},
+		{Name: "b", Limit: 10, ThrottleCountsRejected: true, Keys: []livesim.AccessKey{
+			{ID: "LTAIb", Secret: "secret-of-b-0001"},
+			{ID: "LTAIb2", Secret: "secret-of-b-0002", SecurityToken: "STS.b2token", Disabled: true}}},
+		{Name: "c", Limit: 25, Disabled: true, Keys: []livesim.AccessKey{{ID: "LTAIc", Secret: "secret-of-c-0001"}}},
+	}
+	gj, _ := json.Marshal(got)
+	wj, _ := json.Marshal(want)
+	if !bytes.Equal(gj, wj) {
+		t.Fatalf("got  %s\nwant %s", gj, wj)
+	}
+	if s := strings.Join(SimAccountSecrets(got), ","); s != "secret-of-a-0001,secret-of-b-0001,secret-of-b-0002,STS.b2token,secret-of-c-0001" {
+		t.Fatalf("secrets %s", s)
+	}
+
+	for name, tc := range map[string]struct{ text, want string }{
+		"not an array":    {`{"name": "a"}`, "JSON array"},
+		"bad JSON":        {`[{"name": "a", "access_key_secret": "hunter2hunter2`, "JSON array"},
+		"unknown field":   {`[{"name": "a", "access_key_id": "k", "access_key_secret": "hunter2hunter2", "limt": 3}]`, `unknown field "limt"`},
+		"trailing data":   {`[] []`, "data after"},
+		"negative limit":  {`[{"name": "a", "access_key_id": "k", "access_key_secret": "hunter2hunter2", "limit": -1}]`, `"a": limit must be 0`},
+		"no key":          {`[{"name": "a", "limit": 3}]`, "no AccessKey"},
+		"reserved name":   {`[{"name": "default", "access_key_id": "k", "access_key_secret": "hunter2hunter2"}]`, "reserved"},
+		"key id twice":    {`[{"name": "a", "access_key_id": "k", "access_key_secret": "hunter2hunter2"}, {"name": "b", "access_key_id": "k", "access_key_secret": "hunter2hunter2"}]`, "used by accounts"},
+		"secret, no id":   {`[{"name": "a", "access_key_secret": "hunter2hunter2"}]`, "needs an id and a secret"},
+		"name twice":      {`[{"name": "a", "access_key_id": "k", "access_key_secret": "hunter2hunter2"}, {"name": "a", "access_key_id": "j", "access_key_secret": "hunter2hunter2"}]`, "twice"},
+		"type of a field": {`[{"name": "a", "access_key_id": "k", "access_key_secret": "hunter2hunter2", "limit": "30"}]`, "limit"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadSimAccounts(writeAccountsFile(t, tc.text), 30, false)
+			if !errors.Is(err, config.ErrUsage) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--accounts-file") {
+				t.Fatalf("err = %v, want ErrUsage mentioning %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error quotes a secret: %v", err)
+			}
+		})
+	}
+	if _, err := ReadSimAccounts(filepath.Join(t.TempDir(), "missing.json"), 30, false); !errors.Is(err, config.ErrUsage) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// signalWriter collects what is written and closes ready at the first
+// write that contains mark.
+type signalWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	mark  string
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.mark) {
+		w.once.Do(func() { close(w.ready) })
+	}
+	return len(p), nil
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestSimulateServesAccounts: `reconcile simulate` with accounts from a
+// file serves each account with its own keys and configs next to the
+// default key, refuses a disabled account, and logs the accounts without
+// their secrets.
+func TestSimulateServesAccounts(t *testing.T) {
+	accounts, err := ReadSimAccounts(writeAccountsFile(t, simAccountsJSON), 30, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	out := &signalWriter{mark: "simulator listening", ready: make(chan struct{})}
+	env := Env{Stdout: out, Stderr: out, Redactor: logging.NewRedactor(),
+		Logger: logging.New(out, logging.Options{Format: "json", Level: "info"})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Simulate(ctx, SimConfig{Listen: "127.0.0.1:0", AddrFile: addrFile,
+			Options: livesim.Options{AccessKeyID: "LTAIdefault", AccessKeySecret: "secret-of-default", Limit: 30, Accounts: accounts}}, env)
+	}()
+	select {
+	case <-out.ready:
+	case err := <-done:
+		t.Fatalf("Simulate returned before listening: %v", err)
+	}
+	b, err := os.ReadFile(addrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := strings.TrimSpace(string(b))
+	client := func(id, secret string) *live.Client {
+		c, err := live.New(context.Background(), live.Options{Endpoint: endpoint, Region: "cn-shanghai", RequestTimeout: 5 * time.Second,
+			Credentials: live.StaticCredentials(id, secret, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	add := func(c *live.Client, url string) error {
+		_, err := c.Add(context.Background(), live.Request{Domain: "same.example.com", NotifyURL: url})
+		return err
+	}
+	for _, k := range [][3]string{{"LTAIdefault", "secret-of-default", "d"}, {"LTAIa", "secret-of-a-0001", "a"}, {"LTAIb", "secret-of-b-0001", "b"}} {
+		if err := add(client(k[0], k[1]), "https://cb.example.com/"+k[2]); err != nil {
+			t.Fatalf("%s: %v", k[0], err)
+		}
+	}
+	if err := add(client("LTAIc", "secret-of-c-0001"), "https://cb.example.com/c"); live.ErrorCode(err) != "InvalidAccessKeyId.Inactive" {
+		t.Fatalf("disabled account: %v", err)
+	}
+	resp, err := http.Get(endpoint + "/_sim/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Accounts map[string]struct {
+			Configs map[string]struct {
+				NotifyURL string `json:"notify_url"`
+			} `json:"configs"`
+		} `json:"accounts"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&state)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"default": "d", "a": "a", "b": "b"} {
+		if got := state.Accounts[name].Configs["same.example.com"].NotifyURL; got != "https://cb.example.com/"+want {
+			t.Fatalf("account %s holds %q", name, got)
+		}
+	}
+	if n := len(state.Accounts["c"].Configs); n != 0 {
+		t.Fatalf("the disabled account holds %d configs", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	logText := out.String()
+	if !strings.Contains(logText, "a limit=30 keys=LTAIa; b limit=10 keys=LTAIb,LTAIb2(disabled) throttle_counts_rejected; c limit=30 keys=LTAIc disabled") {
+		t.Fatalf("listening line does not describe the accounts: %s", logText)
+	}
+	for _, s := range append(SimAccountSecrets(accounts), "secret-of-default") {
+		if strings.Contains(logText, s) {
+			t.Fatalf("log shows secret %q: %s", s, logText)
+		}
+	}
+}

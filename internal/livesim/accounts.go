@@ -1,0 +1,165 @@
+package livesim
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+)
+
+// DefaultAccount is the name of the account made of Options' single-key
+// fields (AccessKeyID, AccessKeySecret, SecurityToken, Limit,
+// ThrottleCountsRejected, ForceErrors, DomainFaults). It always exists,
+// even without a key, and is the account of Config, Configs, PutConfig,
+// DeleteConfig and SuccessfulAdds. No entry of Options.Accounts may use
+// the name.
+const DefaultAccount = "default"
+
+// ErrUnknownAccount is returned by the *In methods for an account name
+// that was not declared.
+var ErrUnknownAccount = errors.New("livesim: unknown account")
+
+// Account is one simulated Alibaba Cloud account (Options.Accounts): its
+// own AccessKeys, its own rate limit and its own configs. The real limit
+// is per account, shared by every AccessKey of the account
+// (live-api.md), and so is it here: every key of an Account draws on the
+// same throttling windows and reads and writes the same configs, while
+// two Accounts share nothing but the server's nonce memory, its random
+// source (latency, Options.Faults) and its request log.
+type Account struct {
+	// Name identifies the account in Entry.Account, the *In and *For
+	// methods and the admin endpoints. Required, unique, not
+	// DefaultAccount.
+	Name string
+	// Keys are the AccessKey pairs that authenticate as this account; at
+	// least one. Key ids are unique across every account and
+	// Options.AccessKeyID.
+	Keys []AccessKey
+	// Limit and ThrottleCountsRejected mean what Options.Limit and
+	// Options.ThrottleCountsRejected mean, for this account's requests
+	// only: its accepted calls of one Action never exceed Limit in any
+	// 1-second window, whatever other accounts send. 0 = unlimited.
+	Limit                  int
+	ThrottleCountsRejected bool
+	// Disabled refuses every key of the account: its requests are
+	// answered InvalidAccessKeyId.Inactive before the signature check and
+	// never reach the state or the limit.
+	Disabled bool
+	// ForceErrors and DomainFaults mean what Options.ForceErrors and
+	// Options.DomainFaults mean, for this account's requests only (its
+	// domains are its own: the same name in another account is another
+	// domain).
+	ForceErrors  map[string]ForcedError
+	DomainFaults map[string][]DomainFault
+}
+
+// AccessKey is one AccessKey pair of an Account.
+type AccessKey struct {
+	ID, Secret string
+	// SecurityToken, when set, must be carried by every request signed
+	// with this key, as Options.SecurityToken for the default key.
+	SecurityToken string
+	// Disabled refuses this key alone (InvalidAccessKeyId.Inactive), e.g.
+	// a rotated-out key while the account's other key works.
+	Disabled bool
+}
+
+// Validate reports what New cannot use in o.Accounts: an empty, repeated
+// or reserved (DefaultAccount) name, an account without keys, a key
+// without id or secret, or a key id used twice (Options.AccessKeyID
+// included). Options without Accounts are always valid.
+func (o Options) Validate() error {
+	names := map[string]bool{}
+	ids := map[string]string{}
+	if o.AccessKeyID != "" {
+		ids[o.AccessKeyID] = DefaultAccount
+	}
+	for i, a := range o.Accounts {
+		switch {
+		case a.Name == "":
+			return fmt.Errorf("livesim: account %d has no name", i+1)
+		case a.Name == DefaultAccount:
+			return fmt.Errorf("livesim: account name %q is reserved for the single-key options", DefaultAccount)
+		case names[a.Name]:
+			return fmt.Errorf("livesim: account %q declared twice", a.Name)
+		case len(a.Keys) == 0:
+			return fmt.Errorf("livesim: account %q has no AccessKey", a.Name)
+		}
+		names[a.Name] = true
+		for j, k := range a.Keys {
+			if k.ID == "" || k.Secret == "" {
+				return fmt.Errorf("livesim: account %q: key %d needs an id and a secret", a.Name, j+1)
+			}
+			if other, dup := ids[k.ID]; dup {
+				return fmt.Errorf("livesim: AccessKey id %q used by accounts %q and %q", k.ID, other, a.Name)
+			}
+			ids[k.ID] = a.Name
+		}
+	}
+	return nil
+}
+
+// account is the server side of an Account (or of the default account).
+// The settings are fixed by New; the maps below them are guarded by
+// Server.mu.
+type account struct {
+	name          string
+	limit         int
+	countRejected bool
+	disabled      bool
+	forced        map[string]ForcedError
+	domainFaults  map[string][]DomainFault
+	keyIDs        []string
+
+	configs         map[string]Config
+	adds            map[string]int
+	forcedUsed      map[string]int
+	windows         map[string]*window
+	domainFaultUsed map[string][]int // uses of each domainFaults rule
+}
+
+func newAccount(a Account) *account {
+	return &account{
+		name:          a.Name,
+		limit:         a.Limit,
+		countRejected: a.ThrottleCountsRejected,
+		disabled:      a.Disabled,
+		forced:        maps.Clone(a.ForceErrors),
+		domainFaults:  maps.Clone(a.DomainFaults),
+		configs:       make(map[string]Config),
+		adds:          make(map[string]int),
+		forcedUsed:    make(map[string]int),
+		windows:       make(map[string]*window),
+	}
+}
+
+// accessKey is one accepted key; fixed by New, read without a lock.
+type accessKey struct {
+	secret, token string
+	disabled      bool // the key's own Disabled, or its account's
+	acct          *account
+}
+
+// setupAccounts builds the default account and those of o.Accounts (o
+// valid) and indexes every key by id.
+func (s *Server) setupAccounts(o Options) {
+	s.accounts = make(map[string]*account, 1+len(o.Accounts))
+	s.keys = make(map[string]*accessKey, 1+len(o.Accounts))
+	def := newAccount(Account{Name: DefaultAccount, Limit: o.Limit, ThrottleCountsRejected: o.ThrottleCountsRejected,
+		ForceErrors: o.ForceErrors, DomainFaults: o.DomainFaults})
+	if o.AccessKeyID != "" {
+		s.keys[o.AccessKeyID] = &accessKey{secret: o.AccessKeySecret, token: o.SecurityToken, acct: def}
+		def.keyIDs = []string{o.AccessKeyID}
+	}
+	s.def = def
+	s.accounts[DefaultAccount] = def
+	s.accountNames = append(s.accountNames, DefaultAccount)
+	for _, a := range o.Accounts {
+		acct := newAccount(a)
+		for _, k := range a.Keys {
+			s.keys[k.ID] = &accessKey{secret: k.Secret, token: k.SecurityToken, disabled: k.Disabled || a.Disabled, acct: acct}
+			acct.keyIDs = append(acct.keyIDs, k.ID)
+		}
+		s.accounts[a.Name] = acct
+		s.accountNames = append(s.accountNames, a.Name)
+	}
+}
