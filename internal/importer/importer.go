@@ -89,6 +89,12 @@ func Import(ctx context.Context, b db.Beginner, r io.Reader, o Options) (Result,
 		if src.err != nil {
 			return res, src.err
 		}
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// Cancelling the context closes the COPY's connection, which
+			// pgx may report as "use of closed network connection": say
+			// why it closed.
+			return res, fmt.Errorf("%w: %w", cerr, err)
+		}
 		return res, err
 	}
 	res.Lines = src.lines

@@ -334,6 +334,7 @@ func TestImportHeaderChecked(t *testing.T) {
 // A failing input, or a cancelled context, in the middle of the file rolls
 // everything back.
 func TestImportAbortsCleanly(t *testing.T) {
+	t.Parallel()
 	tdb := testdb.New(t)
 	insertRows(t, tdb.Pool, map[string]desired{"a.example.com": {url: "https://h.example.com/a"}})
 	before, _ := tableState(t, tdb.Pool)
