@@ -37,15 +37,17 @@ commands:
 
 Run "reconcile help <command>" or "reconcile <command> -h" for the flags of a command.`
 
-// DefaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
-// is not set: the garbage collector works harder near it instead of letting
-// the heap grow to twice its live size, so that the job stays well under a
-// 64 MiB container limit at large --flush-size (about 4% more CPU there). It
-// is soft: the job is never stopped for going over it.
+// DefaultMemoryLimit is the Go runtime's soft memory limit of `run` and
+// `verify` when GOMEMLIMIT is not set: the garbage collector works harder
+// near it instead of letting the heap grow to twice its live size, so that
+// the job stays well under a 64 MiB container limit at large --flush-size
+// (about 4% more CPU there). It is soft: the job is never stopped for going
+// over it. Other commands (the simulator keeps every request in memory)
+// run without it.
 const DefaultMemoryLimit = 40 << 20
 
 func main() {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "verify") {
 		debug.SetMemoryLimit(DefaultMemoryLimit)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
