@@ -182,51 +182,30 @@ func TestModelRegressions(t *testing.T) {
 			bug: "a pruned domain whose Delete answer was lost comes back with new values: Update answers " +
 				"ConfigNotFound on its last allowed attempt (--max-attempts 1), no Add is sent, and the row is " +
 				"stored failed with a NULL error_code",
-			steps: []step{
-				{kind: stInsert, domain: a, vals: regV1},
-				regRun(1, 5, nil),
-				{kind: stDelete, domain: a},
-				regRun(2, 1, func(r *runSpec) {
-					r.profile, r.prune = "lost Delete", true
-					r.domainFaults = lostAnswers(a, livesim.ActionDelete)
-				}),
+			steps: append(prunedWithLostDelete(a), []step{
 				{kind: stInsert, domain: a, vals: regV2, note: "re-insert with new values"},
 				regRun(3, 1, nil),
-			},
+			}...),
 		},
 		{
 			name: "update_not_found_after_5xx",
 			bug:  "as update_not_found_last_attempt, with --max-attempts 2: the Update answers 5xx, then ConfigNotFound on attempt 2",
-			steps: []step{
-				{kind: stInsert, domain: a, vals: regV1},
-				regRun(1, 5, nil),
-				{kind: stDelete, domain: a},
-				regRun(2, 1, func(r *runSpec) {
-					r.profile, r.prune = "lost Delete", true
-					r.domainFaults = lostAnswers(a, livesim.ActionDelete)
-				}),
+			steps: append(prunedWithLostDelete(a), []step{
 				{kind: stInsert, domain: a, vals: regV2, note: "re-insert with new values"},
 				regRun(3, 2, func(r *runSpec) {
 					r.profile = "one 5xx"
 					r.domainFaults = map[string][]livesim.DomainFault{a: {{Fault: livesim.FaultServerError, Action: livesim.ActionUpdate, Times: 1}}}
 				}),
-			},
+			}...),
 		},
 		{
 			name: "lost_delete_then_reinsert_same",
 			bug: "a pruned domain whose Delete answer was lost comes back with the same values: it is done at " +
 				"once (its old done outcome) while the cloud has no config",
-			steps: []step{
-				{kind: stInsert, domain: a, vals: regV1},
-				regRun(1, 5, nil),
-				{kind: stDelete, domain: a},
-				regRun(2, 1, func(r *runSpec) {
-					r.profile, r.prune = "lost Delete", true
-					r.domainFaults = lostAnswers(a, livesim.ActionDelete)
-				}),
+			steps: append(prunedWithLostDelete(a), []step{
 				{kind: stInsert, domain: a, vals: regV1, note: "re-insert with the same values"},
 				regRun(3, 5, nil),
-			},
+			}...),
 		},
 		{
 			name: "forbidden_one_domain",
@@ -266,5 +245,20 @@ func TestModelRegressions(t *testing.T) {
 			}
 			w.finish()
 		})
+	}
+}
+
+// prunedWithLostDelete is the start the Delete-related regressions share:
+// domain a is added and done, deleted from the desired table, then pruned
+// by a run whose Delete is applied but its answer lost.
+func prunedWithLostDelete(a string) []step {
+	return []step{
+		{kind: stInsert, domain: a, vals: regV1},
+		regRun(1, 5, nil),
+		{kind: stDelete, domain: a},
+		regRun(2, 1, func(r *runSpec) {
+			r.profile, r.prune = "lost Delete", true
+			r.domainFaults = lostAnswers(a, livesim.ActionDelete)
+		}),
 	}
 }
