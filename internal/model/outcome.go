@@ -167,6 +167,8 @@ type Result struct {
 	ReqAuth   bool
 	// Region is the RegionId sent (the row's, else the run's --region).
 	Region string
+	// Account is the account the requests went to ("": the default account).
+	Account string
 }
 
 // Intent is one write a run is about to send: the domain, and the
@@ -177,4 +179,6 @@ type Result struct {
 type Intent struct {
 	Domain      string
 	Fingerprint string
+	// Account is the account the write goes to ("": the default account).
+	Account string
 }

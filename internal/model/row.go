@@ -33,4 +33,7 @@ type Row struct {
 	OtherUnconfirmed bool
 	// UpdatedAt is desired_snapshot_callbacks.updated_at.
 	UpdatedAt time.Time
+	// Account is desired_snapshot_callbacks.account: the account that holds
+	// the domain; "" (NULL) is the default account.
+	Account string
 }
