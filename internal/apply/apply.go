@@ -100,6 +100,14 @@ type Options struct {
 	Total int64
 	// Stop, when closed, stops dispatching with ErrLockLost.
 	Stop <-chan struct{}
+	// Account is the account the pass works ("": the default account):
+	// every result and intent carries it. The Store must return only its
+	// rows, and the API must reach it.
+	Account string
+	// Slots, when set, is the worker pool shared with the passes of other
+	// accounts: each request also holds one of its slots, within the
+	// account's fair share. Nil: the pass has Concurrency workers of its own.
+	Slots *Slots
 	// Logger receives progress and per-row warnings.
 	Logger *slog.Logger
 	// Secrets, when set, is told each row's auth key while the row is being

@@ -13,5 +13,5 @@ func (r *runner) newResult(row model.Row) model.Result {
 		region = r.o.Region
 	}
 	return model.Result{Domain: row.Domain, Fingerprint: row.Fingerprint, NotifyURL: row.NotifyURL,
-		ReqAuth: row.ReqAuth, Region: region}
+		ReqAuth: row.ReqAuth, Region: region, Account: r.o.Account}
 }

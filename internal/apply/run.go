@@ -25,6 +25,7 @@ type runner struct {
 	backoff  *Backoff
 	log      *slog.Logger
 	refusals refusals
+	share    *Share // nil without Options.Slots
 
 	dispatch    context.Context // cancelled: stop sending new requests
 	stop        context.CancelCauseFunc
@@ -65,6 +66,10 @@ func Run(ctx context.Context, o Options, store Store, api API) (Summary, error) 
 		backoff:  NewBackoff(o.BackoffBase, o.BackoffMax, o.Seed),
 		results:  make(chan model.Result, o.FlushSize), // room for one batch while the previous one is written
 		flushNow: make(chan chan struct{}),
+	}
+	if o.Slots != nil {
+		r.share = o.Slots.Join()
+		defer r.share.Leave()
 	}
 	r.dispatch, r.stop = context.WithCancelCause(context.WithoutCancel(ctx))
 	requests, abandon := context.WithCancel(context.WithoutCancel(ctx))
@@ -230,6 +235,7 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 			intents := make([]model.Intent, len(send))
 			for i, row := range send {
 				intents[i] = intent(row)
+				intents[i].Account = r.o.Account
 			}
 			if err := r.store.MarkSending(r.dispatch, intents); err != nil {
 				r.nDispatched.Add(-int64(len(send)))
@@ -242,11 +248,14 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 			}
 		}
 		for i, row := range send {
-			if r.dispatch.Err() != nil {
+			if r.dispatch.Err() != nil || (r.share != nil && r.share.Acquire(r.dispatch) != nil) {
 				r.nDispatched.Add(-int64(len(send) - i))
 				return nil
 			}
 			p.Go(func() {
+				if r.share != nil {
+					defer r.share.Release()
+				}
 				if key := row.AuthKey.Reveal(); key != "" && r.o.Secrets != nil {
 					r.o.Secrets.Hold(key)
 					defer r.o.Secrets.Release(key)

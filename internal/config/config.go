@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reconcile/reconcile/internal/accounts"
 	"github.com/reconcile/reconcile/internal/metrics"
 )
 
@@ -40,6 +41,9 @@ const (
 	DefaultAdaptiveRate = true
 	// DefaultConcurrency is the default most requests in flight.
 	DefaultConcurrency = 32
+	// MaxDefaultWorkers caps the default of --workers (Concurrency × the
+	// accounts of the run).
+	MaxDefaultWorkers = 1024
 	// DefaultMaxAttempts is the default attempts per row per run for retryable errors.
 	DefaultMaxAttempts = 5
 	// DefaultRequestTimeout is the default per-request deadline.
@@ -118,6 +122,43 @@ type Run struct {
 	// LogLevel is "debug", "info", "warn" or "error" (--log-level). Defaults
 	// to DefaultLogLevel ("info").
 	LogLevel string
+	// Accounts is --accounts: the accounts to work, comma-separated labels
+	// ("default" names the default account). Defaults to "": every account
+	// with desired rows. See AccountList.
+	Accounts string
+	// Shard is --shard i/n: work only the accounts whose stable hash
+	// (accounts.Hash) modulo n is i. Defaults to "": every account. See
+	// ShardSpec.
+	Shard string
+	// Workers is --workers: the worker pool shared by the accounts of the
+	// run. Defaults to 0: Concurrency × the accounts worked, at most
+	// MaxDefaultWorkers. Each account holds at most min(Concurrency,
+	// ceil(Workers / accounts still working)) of them.
+	Workers int
+}
+
+// AccountList returns --accounts parsed (see accounts.ParseList): nil for
+// every account. c must be validated.
+func (c Run) AccountList() []string {
+	l, _ := accounts.ParseList(c.Accounts)
+	return l
+}
+
+// ShardSpec returns --shard parsed (the zero Shard: every account). c must
+// be validated.
+func (c Run) ShardSpec() accounts.Shard {
+	s, _ := accounts.ParseShard(c.Shard)
+	return s
+}
+
+// WorkersFor returns the size of the worker pool shared by n accounts:
+// Workers when set, else Concurrency × n, at most MaxDefaultWorkers (and
+// at least Concurrency).
+func (c Run) WorkersFor(n int) int {
+	if c.Workers > 0 {
+		return c.Workers
+	}
+	return max(c.Concurrency, min(c.Concurrency*max(n, 1), MaxDefaultWorkers))
 }
 
 // Client is the part of Run that says how the Live API is reached.
@@ -134,6 +175,11 @@ type Client struct {
 	// SignatureAlgorithm is "" (the SDK's ACS3-HMAC-SHA256) or "v2"
 	// (HMAC-SHA1) (--signature-algorithm). Defaults to "".
 	SignatureAlgorithm string
+	// STSEndpoint is the STS endpoint that assumes the RAM roles of
+	// accounts whose credentials are ram_role_arn (--sts-endpoint): a host
+	// name or a full URL. Defaults to "": credentials-go's default
+	// (sts.aliyuncs.com).
+	STSEndpoint string
 }
 
 // Apply is the part of Run that says how a pass sends its requests and
@@ -260,6 +306,10 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.DurationVar(&c.DBRetryDeadline, "db-retry-deadline", c.DBRetryDeadline, "longest any one database call may take, retries included (then exit 6)")
 	fs.Float64Var(&c.BreakerThreshold, "breaker-threshold", c.BreakerThreshold, "share (0-1) of 5xx/reset answers among the last 100 requests that pauses dispatching")
 	fs.StringVar(&c.PushgatewayURL, "pushgateway-url", c.PushgatewayURL, "Prometheus Pushgateway to push the run's metrics to at its end")
+	fs.StringVar(&c.Accounts, "accounts", c.Accounts, `work only these accounts, comma-separated ("default": rows without an account); default: every account with desired rows`)
+	fs.StringVar(&c.Shard, "shard", c.Shard, "i/n: work only the accounts whose stable hash falls in shard i of n (Kubernetes Indexed Job: $(JOB_COMPLETION_INDEX)/n)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "worker pool shared by the accounts (default: --concurrency × accounts worked, at most 1024)")
+	fs.StringVar(&c.STSEndpoint, "sts-endpoint", c.STSEndpoint, "STS endpoint that assumes the accounts' RAM roles (default: sts.aliyuncs.com)")
 	fs.StringVar(&c.MetricsGrouping, "metrics-grouping", c.MetricsGrouping, "Pushgateway grouping labels name=value,... (default "+DefaultMetricsGrouping+"): one group per deployment")
 	LogFlags(fs, &c.LogFormat, &c.LogLevel)
 }
@@ -361,6 +411,15 @@ func (c *Run) ValidateFrom(src Sources) error {
 	}
 	if !(c.BreakerThreshold > 0 && c.BreakerThreshold <= 1) {
 		add("%s must be in (0, 1] (got %v)", n("breaker-threshold"), c.BreakerThreshold)
+	}
+	if _, err := accounts.ParseList(c.Accounts); err != nil {
+		add("%s: %v", n("accounts"), err)
+	}
+	if _, err := accounts.ParseShard(c.Shard); err != nil {
+		add("%s: %v", n("shard"), err)
+	}
+	if c.Workers < 0 {
+		add("%s must not be negative (got %d)", n("workers"), c.Workers)
 	}
 	if err := src.checkLog(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
