@@ -219,3 +219,4 @@ COMMENT ON COLUMN reconcile_failures_by_code.account IS 'the account (NULL: the 
 
 COMMENT ON VIEW reconcile_account_status IS
     'One row per account with desired rows (NULL: the default account): how many are done, pending, not done; unknown: no reconcile_accounts row names it (its rows stay pending).';
+COMMENT ON COLUMN reconcile_runs.exit_code IS 'the process exit code: 0 every desired row done, 1 rows not done, 2 bad configuration/credentials/schema, 4 interrupted, 5 a dry run found pending rows, 6 infrastructure failure (database, run claim, credentials provider), 7 some accounts failed (see reconcile_run_accounts); NULL while running, for runs before schema 5, and when the process died';
