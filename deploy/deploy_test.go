@@ -213,6 +213,14 @@ func qty(q resource.Quantity) string {
 	return q.String()
 }
 
+// num prints an optional count of a Job spec.
+func num(p *int32) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*p))
+}
+
 // TestOneImage: every container of every manifest runs the same image, so
 // that an upgrade cannot bump one manifest and forget the other.
 func TestOneImage(t *testing.T) {
@@ -235,8 +243,8 @@ const (
 )
 
 // commandExits: the exit codes other than 0 of each command a manifest runs
-// (docs/guarantees.md, "Exit codes"); only `run` takes the run claims (3)
-// and works many accounts (7).
+// (docs/guarantees.md, "Exit codes"); of these, only `run` takes the run
+// claims (3) and works many accounts (7).
 var commandExits = map[string][]int32{
 	"run":     {app.ExitNotDone, app.ExitConfig, app.ExitLocked, app.ExitInterrupted, app.ExitUnavailable, exitAccountsFailed, exitPanic},
 	"history": {app.ExitNotDone, app.ExitConfig, app.ExitInterrupted, app.ExitUnavailable, exitPanic},
@@ -297,7 +305,7 @@ func failurePolicyProblems(j job, documented []int32) []string {
 		giveUp, limit, limitName = batchv1.PodFailurePolicyActionFailIndex, spec.BackoffLimitPerIndex, "backoffLimitPerIndex"
 	}
 	if limit == nil || *limit < 1 || *limit > 6 {
-		bad("%s %v, want 1 to 6 (infrastructure failures are retried, not forever)", limitName, limit)
+		bad("%s %s, want 1 to 6 (infrastructure failures are retried, not forever)", limitName, num(limit))
 	}
 	codes, ok := commandExits[j.command()]
 	if !ok {
@@ -491,7 +499,7 @@ func shardProblems(j job) []string {
 	}
 	n, _ := strconv.Atoi(m[1])
 	if cp, pp := j.spec.Completions, j.spec.Parallelism; cp == nil || pp == nil || int(*cp) != n || int(*pp) != n {
-		bad("completions %v and parallelism %v, want both %d, the shard count of %q", cp, pp, n, shards[0])
+		bad("completions %s and parallelism %s, want both %d, the shard count of %q", num(cp), num(pp), n, shards[0])
 	}
 	if n < 2 {
 		bad("%d shard: use the CronJob of cronjob.yaml", n)
