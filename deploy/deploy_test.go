@@ -324,6 +324,10 @@ func failurePolicyProblems(j job, documented []int32) []string {
 		if r.OnExitCodes == nil {
 			continue
 		}
+		// The API server refuses values out of order, repeated, or 0 with In.
+		if v := r.OnExitCodes.Values; !slices.IsSorted(v) || len(slices.Compact(slices.Clone(v))) != len(v) || slices.Contains(v, 0) {
+			bad("exit codes %v: want them ordered, each once, and not 0", v)
+		}
 		for _, code := range r.OnExitCodes.Values {
 			if !slices.Contains(documented, code) {
 				bad("a rule names exit %d, which docs/guarantees.md does not document", code)
@@ -400,12 +404,21 @@ func TestJobFailurePolicy(t *testing.T) {
 	}
 }
 
-// TestCronJobsForbidConcurrency: a schedule never starts a Job while the
-// previous one runs (the claims in Postgres are the second guard).
-func TestCronJobsForbidConcurrency(t *testing.T) {
+// TestCronJobs: a schedule never starts a Job while the previous one runs
+// (the claims in Postgres are the second guard), and each CronJob's name
+// leaves room for the suffix of its Jobs' names (the API server refuses a
+// name over 52 characters).
+func TestCronJobs(t *testing.T) {
 	for _, o := range decode(t) {
-		if c, ok := o.obj.(*batchv1.CronJob); ok && c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		c, ok := o.obj.(*batchv1.CronJob)
+		if !ok {
+			continue
+		}
+		if c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
 			t.Errorf("%s CronJob %s: concurrencyPolicy %q, want Forbid", o.file, c.Name, c.Spec.ConcurrencyPolicy)
+		}
+		if len(c.Name) > 52 {
+			t.Errorf("%s CronJob %s: name over 52 characters", o.file, c.Name)
 		}
 	}
 }
