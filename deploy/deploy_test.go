@@ -236,17 +236,15 @@ func TestOneImage(t *testing.T) {
 	}
 }
 
-// Exit codes without a constant in internal/app.
-const (
-	exitAccountsFailed = 7  // some accounts failed, the others finished (app.ExitAccountsFailed)
-	exitPanic          = 70 // cmd/reconcile: a panic
-)
+// exitPanic is cmd/reconcile's exit code after a panic (no constant in
+// internal/app).
+const exitPanic = 70
 
 // commandExits: the exit codes other than 0 of each command a manifest runs
 // (docs/guarantees.md, "Exit codes"); of these, only `run` takes the run
 // claims (3) and works many accounts (7).
 var commandExits = map[string][]int32{
-	"run":     {app.ExitNotDone, app.ExitConfig, app.ExitLocked, app.ExitInterrupted, app.ExitUnavailable, exitAccountsFailed, exitPanic},
+	"run":     {app.ExitNotDone, app.ExitConfig, app.ExitLocked, app.ExitInterrupted, app.ExitUnavailable, app.ExitAccountsFailed, exitPanic},
 	"history": {app.ExitNotDone, app.ExitConfig, app.ExitInterrupted, app.ExitUnavailable, exitPanic},
 }
 
