@@ -302,7 +302,9 @@ func roleCredentials(label string, spec AccountCredentialsSpec, source Credentia
 	rf := &roleFailure{arn: spec.RoleARN, label: label, src: src}
 	c := &chainCredentials{
 		lock: make(chan struct{}, 1),
-		make: func() (credentials.Credential, error) { return credentials.FromCredentialsProvider(MethodRAMRoleARN, p), nil },
+		make: func() (credentials.Credential, error) {
+			return credentials.FromCredentialsProvider(MethodRAMRoleARN, p), nil
+		},
 		fail: rf.classify,
 	}
 	return &accountCreds{label: label, inner: c}, nil
