@@ -2,7 +2,7 @@ package live
 
 import (
 	"context"
-	"encoding/pem"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -17,12 +17,13 @@ import (
 	"github.com/reconcile/reconcile/internal/livesim"
 )
 
-// TestMain makes this test binary trust httptest.NewTLSServer's
-// certificate (one certificate for every such server, for 127.0.0.1):
-// credentials-go reaches STS over HTTPS only and verifies it against the
-// system roots, which crypto/x509 loads once, from SSL_CERT_FILE when it
-// is set. An operator pointing the job at `reconcile simulate`'s STS does
-// the same with the simulator's certificate.
+// TestMain makes this test binary trust the certificate the simulator's
+// STS is served with (stsServer): credentials-go reaches STS over HTTPS
+// only and verifies it against the system roots, which crypto/x509 loads
+// once, from SSL_CERT_FILE when set — so it is set before anything loads
+// them. An operator pointing the job at a simulator's STS does the same
+// with that simulator's certificate. httptest.NewTLSServer's certificate
+// stays untrusted (other tests rely on that).
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "live-tls")
@@ -30,16 +31,29 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 		defer os.RemoveAll(dir)
-		ts := httptest.NewTLSServer(http.NotFoundHandler())
-		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
-		ts.Close()
-		f := filepath.Join(dir, "httptest-ca.pem")
+		cert, pemBytes, err := livesim.SelfSignedCert("127.0.0.1", "::1", "localhost")
+		if err != nil {
+			panic(err)
+		}
+		stsCert = cert
+		f := filepath.Join(dir, "sts-ca.pem")
 		if err := os.WriteFile(f, pemBytes, 0o600); err != nil {
 			panic(err)
 		}
 		os.Setenv("SSL_CERT_FILE", f)
 		return m.Run()
 	}())
+}
+
+// stsCert is the certificate SSL_CERT_FILE trusts (TestMain).
+var stsCert tls.Certificate
+
+// stsServer serves h over TLS with stsCert.
+func stsServer(h http.Handler) *httptest.Server {
+	ts := httptest.NewUnstartedServer(h)
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{stsCert}}
+	ts.StartTLS()
+	return ts
 }
 
 const (
@@ -72,7 +86,7 @@ func roleSim(t *testing.T) (sim *livesim.Server, liveURL, stsURL string) {
 		},
 	})
 	plain := httptest.NewServer(sim)
-	tls := httptest.NewTLSServer(sim)
+	tls := stsServer(sim)
 	t.Cleanup(func() { sim.Close(); plain.Close(); tls.Close() })
 	return sim, plain.URL, tls.URL
 }
@@ -443,7 +457,7 @@ func TestAccountAssumeRoleCannedAnswers(t *testing.T) {
 		{"unreadable 200", 200, `{"RequestId":"R4"`, ClassCredentialsUnavailable, "json.Unmarshal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := httptest.NewTLSServer(answer(tc.status, tc.body, nil))
+			ts := stsServer(answer(tc.status, tc.body, nil))
 			defer ts.Close()
 			creds, err := AccountCredentials(AccountCredentialsSpec{Account: "big", Method: MethodRAMRoleARN, RoleARN: roleBig, STSEndpoint: ts.URL}, jobSource())
 			if err != nil {

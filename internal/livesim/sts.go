@@ -18,9 +18,9 @@ import (
 // DurationSeconds, ExternalId, Policy in a form body, signed HMAC-SHA1
 // with the caller's AccessKey). The Server answers it on the same handler
 // as the Live API: a request whose Action is AssumeRole or whose Version is
-// STSVersion goes here. credentials-go speaks HTTPS only to STS, so a test
-// serves the Server with httptest.NewTLSServer and makes the client trust
-// that server's certificate (SSL_CERT_FILE; see docs/development.md).
+// STSVersion goes here. credentials-go speaks HTTPS only to STS, so serve
+// the Server over TLS too, with a certificate the client process trusts:
+// see SelfSignedCert (and SSL_CERT_FILE).
 //
 // A role is an Account's RoleARN. AssumeRole checks, in order (the first
 // failure answers):

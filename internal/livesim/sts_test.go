@@ -1,8 +1,8 @@
 package livesim
 
 import (
+	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +20,13 @@ import (
 	"github.com/reconcile/reconcile/internal/live"
 )
 
-// TestMain makes this test binary trust the certificate of
-// httptest.NewTLSServer (the same for every such server): credentials-go
-// speaks HTTPS only to STS and verifies it against the system roots, which
-// crypto/x509 reads once, from SSL_CERT_FILE when set. So SSL_CERT_FILE
-// must be set before anything loads them.
+// TestMain makes this test binary trust the certificate the simulator's
+// STS is served with (stsServer): credentials-go reaches STS over HTTPS
+// only and verifies it against the system roots, which crypto/x509 loads
+// once, from SSL_CERT_FILE when set — so it is set before anything loads
+// them. An operator pointing the job at a simulator's STS does the same
+// with that simulator's certificate. httptest.NewTLSServer's certificate
+// stays untrusted (other tests rely on that).
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "livesim-tls")
@@ -32,16 +34,29 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 		defer os.RemoveAll(dir)
-		ts := httptest.NewTLSServer(http.NotFoundHandler())
-		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
-		ts.Close()
-		f := filepath.Join(dir, "httptest-ca.pem")
+		cert, pemBytes, err := SelfSignedCert("127.0.0.1", "::1", "localhost")
+		if err != nil {
+			panic(err)
+		}
+		stsCert = cert
+		f := filepath.Join(dir, "sts-ca.pem")
 		if err := os.WriteFile(f, pemBytes, 0o600); err != nil {
 			panic(err)
 		}
 		os.Setenv("SSL_CERT_FILE", f)
 		return m.Run()
 	}())
+}
+
+// stsCert is the certificate SSL_CERT_FILE trusts (TestMain).
+var stsCert tls.Certificate
+
+// stsServer serves h over TLS with stsCert.
+func stsServer(h http.Handler) *httptest.Server {
+	ts := httptest.NewUnstartedServer(h)
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{stsCert}}
+	ts.StartTLS()
+	return ts
 }
 
 const (
@@ -74,7 +89,7 @@ type stsEnv struct {
 func newSTSEnv(t *testing.T, o Options) *stsEnv {
 	t.Helper()
 	e := newEnv(t, o)
-	ts := httptest.NewTLSServer(e.sim)
+	ts := stsServer(e.sim)
 	t.Cleanup(func() { e.sim.Close(); ts.Close() })
 	return &stsEnv{env: e, tls: ts}
 }
