@@ -57,9 +57,10 @@ import (
 // documentation only says the trust policy's sts:ExternalId condition
 // must match.
 //
-// AssumeRole requests are kept out of the Live API's log, Stats and
-// throttling windows: they are recorded in STSLog and counted by
-// STSCallsFor, and served as JSON lines on GET /_sim/sts.
+// AssumeRole requests are kept out of the Live API's log, Stats,
+// throttling windows, Faults and Latency (FailSTS simulates an outage):
+// they are recorded in STSLog and counted by STSCallsFor, and served as
+// JSON lines on GET /_sim/sts. They share the nonce memory.
 
 // STSVersion is the STS API version; ActionAssumeRole its one action here.
 const (

@@ -161,7 +161,7 @@ func (e *stsEnv) rawAssume(t *testing.T, id, secret string, params map[string]st
 // AssumeRole through credentials-go's provider, then the Live API with
 // the credentials it issued: the call lands in the role's account (its
 // configs, its log entries), and only with the security token.
-func TestSTSAssumeRoleThenLiveAPI(t *testing.T) {
+func TestAccountsSTSAssumeRoleThenLiveAPI(t *testing.T) {
 	e := newSTSEnv(t, Options{Accounts: stsAccounts()})
 	cc, err := e.assume(testID, testSecret, roleBig, extBig, "reconcile-big")
 	if err != nil {
@@ -219,7 +219,7 @@ func TestSTSAssumeRoleThenLiveAPI(t *testing.T) {
 
 // Every refusal: its status and code, nothing issued, counted per
 // account.
-func TestSTSRefusals(t *testing.T) {
+func TestAccountsSTSRefusals(t *testing.T) {
 	e := newSTSEnv(t, Options{Accounts: stsAccounts()})
 	ok := map[string]string{"RoleArn": roleBig, "ExternalId": extBig}
 	with := func(kv ...string) map[string]string {
@@ -288,7 +288,7 @@ func TestSTSRefusals(t *testing.T) {
 
 // An issued key belongs to its account: a disabled account's is refused
 // InvalidAccessKeyId.Inactive, and every key stops at its expiration.
-func TestSTSKeysDisabledAndExpiry(t *testing.T) {
+func TestAccountsSTSKeysDisabledAndExpiry(t *testing.T) {
 	clock := &fakeClock{t: time.Now().Add(-10 * time.Minute)}
 	e := newSTSEnv(t, Options{Accounts: stsAccounts(), Now: clock.Now})
 	off, err := e.assume(testID, testSecret, "acs:ram::2222222222222222:role/off", "", "reconcile-off")
@@ -319,7 +319,7 @@ func TestSTSKeysDisabledAndExpiry(t *testing.T) {
 
 // FailSTS answers 503 ServiceUnavailable for the next n calls, then STS
 // works again.
-func TestSTSFail(t *testing.T) {
+func TestAccountsSTSFail(t *testing.T) {
 	e := newSTSEnv(t, Options{Accounts: stsAccounts()})
 	e.sim.FailSTS(2)
 	for i := range 2 {
@@ -349,7 +349,7 @@ func TestSTSFail(t *testing.T) {
 	}
 }
 
-func TestOptionsValidateRoles(t *testing.T) {
+func TestAccountsValidateRoles(t *testing.T) {
 	key := func(id string) []AccessKey { return []AccessKey{{ID: id, Secret: "s"}} }
 	tests := []struct {
 		name string
@@ -380,7 +380,7 @@ func TestOptionsValidateRoles(t *testing.T) {
 // The credentials-go provider classifies nothing itself: its refusal
 // error carries STS's JSON answer, which internal/live parses. Here: the
 // answer's shape is what that parser reads.
-func TestSTSRefusalAsCredentialsGoSeesIt(t *testing.T) {
+func TestAccountsSTSRefusalAsCredentialsGoSeesIt(t *testing.T) {
 	e := newSTSEnv(t, Options{Accounts: stsAccounts()})
 	_, err := e.assume(smallID, smallSecret, roleBig, extBig, "reconcile-big")
 	if err == nil {
