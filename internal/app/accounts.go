@@ -236,11 +236,12 @@ func (p *passRun) recordAccounts(ctx context.Context) error {
 	return nil
 }
 
-// accountErrorCode is the API's error code in err, if any.
+// accountErrorCode is the code of the answer (or local failure) that
+// stopped an account: the API's or STS's error code, "NoCredentials",
+// "CredentialsUnavailable"; "" when err is not about the API.
 func accountErrorCode(err error) string {
-	var ae *live.APIError
-	if errors.As(err, &ae) {
-		return ae.Code
+	if code := live.ErrorCode(err); code != "Error" {
+		return code
 	}
 	return ""
 }
