@@ -20,8 +20,8 @@ import (
 // not finish").
 //
 //   - tenant-a (known): a1 done (in a run of its own), a2 never attempted;
-//   - tenant-b (known): b1 never attempted; run 4 stopped it (credentials
-//     refused);
+//   - tenant-b (known): b1 never attempted; the first run worked it, run 4
+//     stopped it (credentials refused);
 //   - tenant-off (disabled): off1 never attempted; run 4 skipped it;
 //   - tenant-x (no reconcile_accounts row): x1 never attempted.
 func seedAuditAccounts(t *testing.T, pool *pgxpool.Pool) {
@@ -73,6 +73,10 @@ throttled, rate, started_at, finished_at) VALUES
 ($1, 'tenant-b', 'failed', 'credentials refused: AssumeRole of acs:ram::6543210987654321:role/reconcile was denied', 'NoPermission',
  1, 0, 0, 1, 0, 25, now() - interval '60 minutes', now() - interval '60 minutes'),
 ($1, 'tenant-off', 'skipped', 'disabled', NULL, 0, 0, 0, 0, 0, NULL, now() - interval '60 minutes', now() - interval '60 minutes')`, stopped)
+	// Three days ago, the first run worked tenant-b without trouble: its
+	// latest run is the one that stopped it.
+	exec(`INSERT INTO reconcile_run_accounts (run_id, account, status, pending, rate, started_at, finished_at)
+SELECT min(id), 'tenant-b', 'succeeded', 0, 25, now() - interval '72 hours', now() - interval '72 hours' FROM reconcile_runs`)
 	// Edited long ago: "Rows edited in the last day" does not list them.
 	exec(`UPDATE desired_snapshot_callbacks SET updated_at = now() - interval '3 days' WHERE account IS NOT NULL`)
 }
