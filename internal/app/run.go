@@ -398,7 +398,7 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	p.logAccounts()
 	p.summarize(endStatus, sum, runErr)
 	if mode == apply.ModeApply {
-		pushMetrics(ctx, c, p.log, p.runID, endStatus, sum, p.invalidUnchanged, runErr == nil && notDone == 0)
+		pushMetrics(ctx, c, p.log, p.accountMetrics(endStatus, runErr == nil && notDone == 0))
 	}
 	if runErr != nil {
 		return runErr
@@ -681,26 +681,44 @@ func (p *passRun) summarize(status string, sum apply.Summary, runErr error) {
 	p.log.Info("summary", counts...)
 }
 
-// pushMetrics pushes the run's metrics when --pushgateway-url is set; also
-// after a signal (the push has its own deadline). A failed push is logged
-// and never changes the exit code.
-func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, runID int64, status string,
-	sum apply.Summary, invalidUnchanged int64, success bool) {
-	if c.PushgatewayURL == "" {
+// pushMetrics pushes the run's metrics when --pushgateway-url is set, one
+// set per account the run took up (metrics.Push groups them by account);
+// also after a signal (the push has its own deadline). A failed push is
+// logged and never changes the exit code.
+func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, ms []metrics.RunMetrics) {
+	if c.PushgatewayURL == "" || len(ms) == 0 {
 		return
 	}
-	outcomes := make(map[string]int64, len(sum.Counts))
-	for o, n := range sum.Counts {
-		outcomes[string(o)] = n
-	}
-	m := metrics.RunMetrics{RunID: runID, Status: status, Outcomes: outcomes, InvalidUnchanged: invalidUnchanged,
-		Requests: sum.Requests, Throttled: sum.Throttled, Retries: sum.Retries, BreakerTrips: sum.BreakerTrips,
-		Duration: sum.Elapsed, Rate: c.Rate, Success: success, Finished: time.Now()}
-	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m, metricsGrouping(c)...); err != nil {
+	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", ms, metricsGrouping(c)...); err != nil {
 		log.Warn("cannot push metrics to the Pushgateway", "url", metrics.SafeURL(c.PushgatewayURL), "error", err)
 		return
 	}
-	log.Info("metrics pushed", "url", metrics.SafeURL(c.PushgatewayURL))
+	log.Info("metrics pushed", "url", metrics.SafeURL(c.PushgatewayURL), "accounts", len(ms))
+}
+
+// accountMetrics returns the metrics of each account the pass took up
+// (skipped ones have none: another run pushes theirs). A single-account
+// pass's account has the run's status and success.
+func (p *passRun) accountMetrics(runStatus string, runSuccess bool) []metrics.RunMetrics {
+	var ms []metrics.RunMetrics
+	for _, a := range p.accts {
+		if a.status == db.RunAccountSkipped {
+			continue
+		}
+		outcomes := make(map[string]int64, len(a.sum.Counts))
+		for o, n := range a.sum.Counts {
+			outcomes[string(o)] = n
+		}
+		status, success := a.status, a.err == nil && a.sum.NotDone()+a.invalidUnchged == 0
+		if p.single() {
+			status, success = runStatus, runSuccess
+		}
+		ms = append(ms, metrics.RunMetrics{Account: a.name, RunID: p.runID, Status: status, Outcomes: outcomes,
+			InvalidUnchanged: a.invalidUnchged, Requests: a.sum.Requests, Throttled: a.sum.Throttled,
+			Retries: a.sum.Retries, BreakerTrips: a.sum.BreakerTrips, Duration: a.sum.Elapsed, Rate: a.rate,
+			Success: success, Finished: time.Now()})
+	}
+	return ms
 }
 
 func notDoneText(counts map[model.Outcome]int64, invalidUnchanged int64) string {
