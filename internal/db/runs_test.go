@@ -26,7 +26,7 @@ func TestRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := db.AbandonRunning(ctx, pool)
+	n, err := db.AbandonRunning(ctx, pool, "")
 	if err != nil || n != 1 {
 		t.Fatalf("AbandonRunning = %d, %v; want 1", n, err)
 	}
@@ -40,7 +40,7 @@ func TestRuns(t *testing.T) {
 	if err := db.FinishRun(ctx, pool, crashed, db.RunSucceeded, "", 0); !errors.Is(err, db.ErrRunFinished) {
 		t.Fatalf("FinishRun on an abandoned run = %v, want ErrRunFinished", err)
 	}
-	if n, err := db.AbandonRunning(ctx, pool); err != nil || n != 0 {
+	if n, err := db.AbandonRunning(ctx, pool, ""); err != nil || n != 0 {
 		t.Fatalf("AbandonRunning again = %d, %v; want 0", n, err)
 	}
 
