@@ -46,13 +46,15 @@ LIMIT $2`
 // domain_name is that index's order, so no plan needs a sort: for IS NULL
 // the planner would not see that ordering by domain_name alone is the
 // index's order and would sort every remaining row of the account on each
-// page. TestAccountPagePlans checks the plans on 200,000 rows. For an
-// account that holds a large share of the rows the planner may instead
-// walk the primary keys of both tables from the key (a merge join, as
-// sqlPendingPage does) and filter on the account: it then also reads the
-// other accounts' rows between the key and the page's last row, still
-// bounded by the key, so a pass over an account reads each row of the
-// table at most once and never re-reads earlier pages.
+// page. For an account that holds a large share of the rows (or any named
+// account, in a generic plan, which cannot see the account's size) the
+// planner may instead walk the primary keys of both tables from the key (a
+// merge join, as sqlPendingPage does) and filter on the account: it then
+// also reads the other accounts' rows between the key and the page's last
+// row, still bounded by the key. Either way a page reads no row before the
+// key nor after its last row, so a pass over an account reads each row at
+// most once and never re-reads earlier pages. TestAccountPagePlans checks
+// this, and logs the plans, on 200,000 rows.
 var sqlPendingPageIn = forAccount(`SELECT `+rowColumns+`
 `+rowsFrom+`
 WHERE d.account = $3 AND d.domain_name > $1
