@@ -68,8 +68,10 @@ const (
 	sqlCountInvalidUnchanged = `SELECT count(*) FROM snapshot_callback_status WHERE invalid_unchanged`
 )
 
-// The counts of one account ($1): they read the account's rows through the
-// (account, domain_name) index, joined to their state.
+// The counts of one account ($1). For an account with a small share of the
+// rows the planner reads them through the (account, domain_name) index (and
+// probes their state); for a large one it scans the tables, as the counts
+// of every account do.
 var (
 	sqlCountDesiredIn          = forAccount(`SELECT count(*) FROM desired_snapshot_callbacks WHERE account = $1`, "account", 1)
 	sqlCountPendingIn          = forAccount(`SELECT count(*) FROM snapshot_callback_status WHERE pending AND account = $1`, "account", 1)
@@ -147,29 +149,33 @@ func PendingPage(ctx context.Context, q Querier, after string, limit int) ([]mod
 // is the default account: the rows whose account is NULL); it never
 // returns another account's row. The keyset properties are PendingPage's:
 // pass the last Domain of each page as after, a page shorter than limit is
-// the last, each page is one statement that reads from the key on (the
-// (account, domain_name) index, see sqlPendingPageIn), so a pass costs one
-// read of the account's rows, not one per page.
+// the last, each page is one statement that reads from the key on and no
+// further than its last row (through the (account, domain_name) index,
+// or for a large account both primary keys: see sqlPendingPageIn), so a
+// pass reads each row at most once and never re-reads earlier pages.
 func PendingPageIn(ctx context.Context, q Querier, account, after string, limit int) ([]model.Row, error) {
 	sql, args := sqlPendingPageIn.with(account, after, limit)
 	return rowPage(ctx, q, sql, "pending page of account "+model.AccountLabel(account), limit, args...)
 }
 
 // CountPendingIn is CountPending for one account ("": the default
-// account). One statement; reads the account's rows.
+// account). One statement: it reads the account's rows through the
+// (account, domain_name) index for an account with a small share of the
+// table, and scans the tables, like CountPending, for a large one.
 func CountPendingIn(ctx context.Context, q Querier, account string) (int64, error) {
 	return sqlCountPendingIn.count(ctx, q, "pending rows", account)
 }
 
 // CountInvalidUnchangedIn is CountInvalidUnchanged for one account ("":
-// the default account). One statement; reads the account's rows.
+// the default account). One statement, planned like CountPendingIn.
 func CountInvalidUnchangedIn(ctx context.Context, q Querier, account string) (int64, error) {
 	return sqlCountInvalidUnchangedIn.count(ctx, q, "invalid unchanged rows", account)
 }
 
 // CountDesiredIn is CountDesired for one account ("": the default
-// account). One statement; an index-only scan of the account's entries of
-// the (account, domain_name) index.
+// account). One statement; reads the account's entries of the (account,
+// domain_name) index, or the table for an account with a large share of
+// it.
 func CountDesiredIn(ctx context.Context, q Querier, account string) (int64, error) {
 	return sqlCountDesiredIn.count(ctx, q, "desired rows", account)
 }
