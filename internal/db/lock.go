@@ -150,7 +150,7 @@ func (o RunLockOptions) withDefaults() RunLockOptions {
 	return o
 }
 
-// RunLock is the held run claims (leases) of one process, one per account,
+// RunLock holds the run claims (leases) of one process, one per account,
 // under one holder token. A heartbeat goroutine renews them every
 // RenewInterval until Release; Lost is closed when any of them is lost.
 type RunLock struct {
