@@ -38,9 +38,10 @@ func (n planNode) walk(f func(planNode)) {
 // in the middle of the table (PendingPageIn, DesiredPageIn), with custom
 // and generic plans:
 //   - sorts nothing and scans no table sequentially;
-//   - reads no row of either table before the key, nor after the page's
-//     last row: the rows it reads (returned or filtered out) are at most
-//     the rows of both tables in (after, last row of the page], so a pass
+//   - reads no row of either table before the key, nor (but for a little
+//     read-ahead) after the page's last row: the rows it reads (returned or
+//     filtered out) are at most about the rows of both tables in (after,
+//     last row of the page], so a pass
 //     over an account reads each row at most once (no quadratic re-reads);
 //   - with custom plans (what the job gets: DefaultQueryExecMode plans each
 //     execution with its values), uses the (account, domain_name) index for
@@ -48,8 +49,8 @@ func (n planNode) walk(f func(planNode)) {
 //
 // Plans seen on PostgreSQL 15 (the test logs them): the default account
 // walks desired_snapshot_callbacks_account_idx from (NULL, key) with a
-// nested loop of primary-key probes into reconcile_domain_state (custom
-// and generic); so does tiny with a custom plan, reading only its own rows.
+// nested loop of primary-key probes into reconcile_domain_state (custom,
+// and generic under a Gather Merge of parallel workers); so does tiny with a custom plan, reading only its own rows.
 // big and mid, whose rows are a large share of every key range, walk both
 // primary keys from the key in a merge join and filter on the account, as
 // PendingPage does: they read the other accounts' rows in the page's range
@@ -148,8 +149,11 @@ func TestAccountPagePlans(t *testing.T) {
 					shape = append(shape, s)
 				})
 				t.Logf("%s %s: %d rows, read %.0f of at most %.0f: %s", name, mode, len(rows), reads, bound, strings.Join(shape, " > "))
-				// +10: a merge join reads one row past the page on each side.
-				if reads > bound+10 {
+				// Slack: a merge join reads one row past the page on each
+				// side, the workers of a Gather Merge read a little ahead,
+				// and EXPLAIN rounds the rows per loop. Re-reading earlier
+				// pages would read tens of thousands of rows more.
+				if reads > bound*1.1+10 {
 					t.Errorf("%s %s: the page read %.0f rows, more than the %.0f in its key range", name, mode, reads, bound)
 				}
 				if mode == "force_custom_plan" && (account == "" || account == "tiny") && !usesAccountIndex {
