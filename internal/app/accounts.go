@@ -53,6 +53,7 @@ type account struct {
 	pending, invalidUnchged int64
 	sum                     apply.Summary
 	status                  string
+	started                 bool // its pass ran (reconcile_run_accounts row begun)
 }
 
 // selectAccounts decides the accounts of the pass: those with desired rows
@@ -307,6 +308,7 @@ func (p *passRun) runAccounts(ctx context.Context) (apply.Summary, error) {
 		if err != nil {
 			return apply.Summary{}, err
 		}
+		a.started = true
 		wg.Go(func() {
 			a.sum, a.err = apply.Run(ctx, o, p.st.forAccount(a.name), a.client)
 		})
@@ -376,9 +378,13 @@ func (p *passRun) accountsError() error {
 	return pruneErr
 }
 
-// finishAccounts records each worked account's end (reconcile_run_accounts).
+// finishAccounts records the end of each account whose pass ran
+// (reconcile_run_accounts).
 func (p *passRun) finishAccounts(fin context.Context) {
-	for _, a := range p.working() {
+	for _, a := range p.accts {
+		if !a.started {
+			continue
+		}
 		end := db.RunAccountEnd{Status: a.status, Done: a.sum.Done(), NotDone: a.sum.NotDone() + a.invalidUnchged,
 			Requests: a.sum.Requests, Throttled: a.sum.Throttled}
 		if a.err != nil {
