@@ -34,7 +34,7 @@ func TestPushMetrics(t *testing.T) {
 	if err := h.run(c, testSecret); ExitCode(err) != 1 {
 		t.Fatalf("run = %v, want exit 1", err)
 	}
-	group := "instance=" + h.db.Name + ",job=reconcile" // the default grouping: the database name
+	group := "account=default,instance=" + h.db.Name + ",job=reconcile" // the default grouping: the database name, per account
 	mu.Lock()
 	run, okRun := pushed["PUT "+group]
 	_, okSuccess := pushed["PUT "+group+",result=success"]

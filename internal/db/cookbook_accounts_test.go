@@ -94,11 +94,12 @@ func accountCookbookChecks() map[string]func(t *testing.T, r result) {
 			}
 			want := []row{
 				// live, old-fail done; other, fail, drift pending; bad invalid and unchanged.
-				{"default", "6", "2", "3", "0", false, false, nil},
-				{"tenant-a", "2", "1", "1", "0", false, false, "ram_role_arn"},
-				{"tenant-b", "1", "0", "1", "0", false, false, "ram_role_arn"},
-				{"tenant-off", "1", "0", "1", "0", false, true, "default"},
-				{"tenant-x", "1", "0", "1", "0", true, false, nil},
+				// not_done is desired - done.
+				{"default", "6", "2", "3", "4", false, false, nil},
+				{"tenant-a", "2", "1", "1", "1", false, false, "ram_role_arn"},
+				{"tenant-b", "1", "0", "1", "1", false, false, "ram_role_arn"},
+				{"tenant-off", "1", "0", "1", "1", false, true, "default"},
+				{"tenant-x", "1", "0", "1", "1", true, false, nil},
 			}
 			if len(r) != len(want) {
 				t.Fatalf("got %v", r)
