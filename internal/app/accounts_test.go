@@ -2,8 +2,10 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +18,9 @@ import (
 
 	"github.com/reconcile/reconcile/internal/accounts"
 	"github.com/reconcile/reconcile/internal/db"
+	"github.com/reconcile/reconcile/internal/live"
 	"github.com/reconcile/reconcile/internal/livesim"
+	"github.com/reconcile/reconcile/internal/logging"
 )
 
 // simAccount is one simulator account of a multi-account test, reached
@@ -271,5 +275,109 @@ func TestAccountExclusion(t *testing.T) {
 		if strings.Contains(domain, ".held.") != (o.Outcome == "") {
 			t.Errorf("%s: outcome %q", domain, o.Outcome)
 		}
+	}
+}
+
+// TestAccountAssumesRole: an account whose credentials are ram_role_arn is
+// reached by assuming its role (the simulator's STS, over TLS) with the
+// job's own key, its ExternalId and session name; its requests land in the
+// role's account. A role whose trust policy wants another ExternalId
+// refuses, and only that account stops.
+func TestAccountAssumesRole(t *testing.T) {
+	sim := []livesim.Account{
+		{Name: "tenant", RoleARN: "acs:ram::1234567890123456:role/reconcile", ExternalID: "ext-tenant-1", Trusted: []string{testKeyID}},
+		{Name: "other", RoleARN: "acs:ram::6543210987654321:role/reconcile", ExternalID: "ext-other-1", Trusted: []string{testKeyID}},
+	}
+	h := newHarness(t, livesim.Options{Accounts: sim})
+	sts := httptest.NewUnstartedServer(h.sim)
+	sts.TLS = &tls.Config{Certificates: []tls.Certificate{stsCert}}
+	sts.StartTLS()
+	t.Cleanup(sts.Close)
+	h.exec(`INSERT INTO reconcile_accounts (name, credentials, role_arn, external_id, session_name) VALUES
+		('tenant', 'ram_role_arn', 'acs:ram::1234567890123456:role/reconcile', 'ext-tenant-1', 'reconcile-test'),
+		('other', 'ram_role_arn', 'acs:ram::6543210987654321:role/reconcile', 'ext-WRONG', NULL)`)
+	for i := range 5 {
+		for _, a := range []string{"tenant", "other"} {
+			h.exec(`INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, account) VALUES ($1, $2, $3)`,
+				fmt.Sprintf("r%d.%s.example.com", i, a), goodURL, a)
+		}
+	}
+	c := h.config()
+	c.STSEndpoint = sts.URL
+	err := h.run(c, testSecret)
+	if !errors.Is(err, ErrAccountsFailed) {
+		t.Fatalf("run = %v (exit %d), want exit %d", err, ExitCode(err), ExitAccountsFailed)
+	}
+	for i := range 5 {
+		d := fmt.Sprintf("r%d.tenant.example.com", i)
+		if _, ok := h.sim.ConfigIn("tenant", d); !ok {
+			t.Errorf("%s is not in the role's account", d)
+		}
+	}
+	if n := h.sim.STSCallsFor("tenant"); n.Issued < 1 {
+		t.Errorf("STS issued %d credentials for tenant, want at least 1", n.Issued)
+	}
+	ra := h.runAccounts()
+	if got := ra["tenant"]; len(got) != 1 || got[0].Status != db.RunAccountSucceeded || got[0].Done != 5 {
+		t.Errorf("tenant: %+v, want succeeded with 5 done", got)
+	}
+	if got := ra["other"]; len(got) != 1 || got[0].Status != db.RunAccountFailed || got[0].ErrorCode != "NoPermission" {
+		t.Errorf("other: %+v, want failed with NoPermission", got)
+	}
+	if n := len(h.sim.ConfigsIn("other")); n != 0 {
+		t.Errorf("the refused account holds %d configs", n)
+	}
+	logText := h.log.String()
+	for _, s := range []string{testSecret, "ext-WRONG"} {
+		if strings.Contains(logText, s) {
+			t.Errorf("the log shows %q", s)
+		}
+	}
+}
+
+// TestAccountsPruneAndVerify: --prune deletes a config no longer desired in
+// the account that holds it, not in another with the same domain; verify
+// describes each account's rows in their own account.
+func TestAccountsPruneAndVerify(t *testing.T) {
+	h := accountsHarness(t, 2, simAccount{name: "north", rows: 3})
+	c := h.config()
+	if err := h.run(c, testSecret); err != nil {
+		t.Fatal(err)
+	}
+	// The same domain name exists in the default account (outside the job).
+	h.sim.PutConfig("d000.north.example.com", livesim.Config{NotifyURL: goodURL})
+	h.exec(`DELETE FROM desired_snapshot_callbacks WHERE domain_name = 'd000.north.example.com'`)
+	c.Prune = true
+	if err := h.run(c, testSecret); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.sim.ConfigIn("north", "d000.north.example.com"); ok {
+		t.Error("the pruned config is still in account north")
+	}
+	if _, ok := h.sim.Config("d000.north.example.com"); !ok {
+		t.Error("prune deleted the default account's config of the same name")
+	}
+	var account string
+	if err := h.db.Pool.QueryRow(context.Background(), `SELECT coalesce(account, 'default') FROM reconcile_outcomes
+		WHERE outcome = 'deleted'`).Scan(&account); err != nil || account != "north" {
+		t.Errorf("the deleted outcome's account is %q (%v), want north", account, err)
+	}
+
+	h.sim.PutConfigIn("north", "d001.north.example.com", livesim.Config{NotifyURL: "https://elsewhere.example.com/"})
+	vc := h.config()
+	err := Verify(context.Background(), vc, Env{Stdout: h.log, Stderr: h.log, Redactor: h.red,
+		Logger:      logging.New(h.log, logging.Options{Format: "json", Level: "info", Redactor: h.red}),
+		Credentials: live.StaticCredentials(testKeyID, testSecret, "")})
+	if ExitCode(err) != ExitNotDone {
+		t.Fatalf("verify = %v, want exit 1 (one drifted)", err)
+	}
+	got := map[string]string{}
+	for d, o := range h.latest() {
+		got[d] = o.Outcome
+	}
+	want := map[string]string{"d000.default.example.com": "in_sync", "d001.default.example.com": "in_sync",
+		"d001.north.example.com": "drifted", "d002.north.example.com": "in_sync"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("verify outcomes %v, want %v", got, want)
 	}
 }
