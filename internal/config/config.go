@@ -203,7 +203,8 @@ type Apply struct {
 	// among the last 100 that pauses dispatching (--breaker-threshold).
 	// Defaults to DefaultBreakerThreshold (0.5).
 	BreakerThreshold float64
-	// Concurrency is the most requests in flight at once (--concurrency).
+	// Concurrency is the most requests in flight at once to one account
+	// (--concurrency); see Run.Workers for the pool accounts share.
 	// Defaults to DefaultConcurrency (32).
 	Concurrency int
 	// MaxAttempts is the attempts per row per run for retryable errors
@@ -286,7 +287,7 @@ func RunFlags(fs *flag.FlagSet, c *Run) {
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "most API requests per second, retries included, over any 1-second window")
 	fs.BoolVar(&c.AllowRateAboveLimit, "allow-rate-above-limit", c.AllowRateAboveLimit, "allow --rate above the API's 30 calls/s (simulators, raised quotas)")
 	fs.BoolVar(&c.AdaptiveRate, "adaptive-rate", c.AdaptiveRate, "cut the rate when the API throttles, then creep back up to --rate")
-	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "most requests in flight at once")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "most requests in flight at once to one account")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "attempts per row per run for retryable errors")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "per-request deadline")
 	fs.DurationVar(&c.Grace, "grace", c.Grace, "after SIGTERM/SIGINT: how long in-flight requests may finish")
