@@ -276,6 +276,17 @@ func (p *passRun) countAccountRows(ctx context.Context) error {
 // summary and the run's error (see accountsError).
 func (p *passRun) runAccounts(ctx context.Context) (apply.Summary, error) {
 	work := p.working()
+	// Every account's start is recorded before any pass starts, so that a
+	// database that fails here leaves no pass running.
+	for _, a := range work {
+		err := p.st.retry(ctx, "record the account's start", func(ctx context.Context) error {
+			return db.BeginRunAccount(ctx, p.pool, p.runID, a.name, a.pending, a.rate)
+		})
+		if err != nil {
+			return apply.Summary{}, err
+		}
+		a.started = true
+	}
 	slots := apply.NewSlots(p.c.WorkersFor(len(work)), p.c.Concurrency)
 	seed := uint64(time.Now().UnixNano())
 	var prog *accountProgress
@@ -302,13 +313,6 @@ func (p *passRun) runAccounts(ctx context.Context) (apply.Summary, error) {
 			o.Logger = p.log.With("account", a.label)
 			o.Progress = prog.reporter(a.name)
 		}
-		err := p.st.retry(ctx, "record the account's start", func(ctx context.Context) error {
-			return db.BeginRunAccount(ctx, p.pool, p.runID, a.name, a.pending, a.rate)
-		})
-		if err != nil {
-			return apply.Summary{}, err
-		}
-		a.started = true
 		wg.Go(func() {
 			a.sum, a.err = apply.Run(ctx, o, p.st.forAccount(a.name), a.client)
 		})
@@ -384,6 +388,9 @@ func (p *passRun) finishAccounts(fin context.Context) {
 	for _, a := range p.accts {
 		if !a.started {
 			continue
+		}
+		if a.status == "" { // the run stopped before the account's pass
+			a.status = db.RunAccountFailed
 		}
 		end := db.RunAccountEnd{Status: a.status, Done: a.sum.Done(), NotDone: a.sum.NotDone() + a.invalidUnchged,
 			Requests: a.sum.Requests, Throttled: a.sum.Throttled}
