@@ -297,10 +297,14 @@ func (p *passRun) runAccounts(ctx context.Context) (apply.Summary, error) {
 		go func() { defer close(done); prog.loop(p.c.ProgressInterval, p.total, len(work), stop) }()
 		defer func() { close(stop); <-done }()
 	}
+	shares := make([]*apply.Share, len(work))
+	for i := range work {
+		shares[i] = slots.Join() // all before any pass starts
+	}
 	var wg sync.WaitGroup
 	for i, a := range work {
 		o := apply.Options{Apply: p.c.Apply, RunID: p.runID, Mode: p.mode, Seed: seed + uint64(i), Total: a.pending,
-			Stop: p.lock.Lost(), Logger: p.log, Secrets: p.env.Redactor, Account: a.name, Slots: slots}
+			Stop: p.lock.Lost(), Logger: p.log, Secrets: p.env.Redactor, Account: a.name, Share: shares[i]}
 		o.Rate, o.Region = a.rate, a.region
 		// The accounts share the memory one pass had: each reads and
 		// buffers its part of --page-size and --flush-size (at least 100,

@@ -104,10 +104,12 @@ type Options struct {
 	// every result and intent carries it. The Store must return only its
 	// rows, and the API must reach it.
 	Account string
-	// Slots, when set, is the worker pool shared with the passes of other
-	// accounts: each request also holds one of its slots, within the
-	// account's fair share. Nil: the pass has Concurrency workers of its own.
-	Slots *Slots
+	// Share, when set, is the account's membership of a worker pool shared
+	// with the passes of other accounts (Slots.Join, for every account
+	// before any pass starts): each request also holds one of its slots,
+	// within the account's fair share. Run leaves it when the pass ends.
+	// Nil: the pass has Concurrency workers of its own.
+	Share *Share
 	// Logger receives progress and per-row warnings.
 	Logger *slog.Logger
 	// Secrets, when set, is told each row's auth key while the row is being

@@ -25,7 +25,7 @@ type runner struct {
 	backoff  *Backoff
 	log      *slog.Logger
 	refusals refusals
-	share    *Share // nil without Options.Slots
+	share    *Share // Options.Share
 
 	dispatch    context.Context // cancelled: stop sending new requests
 	stop        context.CancelCauseFunc
@@ -67,8 +67,8 @@ func Run(ctx context.Context, o Options, store Store, api API) (Summary, error) 
 		results:  make(chan model.Result, o.FlushSize), // room for one batch while the previous one is written
 		flushNow: make(chan chan struct{}),
 	}
-	if o.Slots != nil {
-		r.share = o.Slots.Join()
+	if o.Share != nil {
+		r.share = o.Share
 		defer r.share.Leave()
 	}
 	r.dispatch, r.stop = context.WithCancelCause(context.WithoutCancel(ctx))

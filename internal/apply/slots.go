@@ -6,13 +6,18 @@ import (
 )
 
 // Slots is a worker pool shared by the passes of several accounts that run
-// at once: at most Total requests (with their waits in the gate) are in
+// at once: at most total requests (with their waits in the gate) are in
 // flight across all of them, and each account holds at most its fair share,
-// min(PerAccount, ceil(Total / accounts still working)). An account whose
+// min(perAccount, max(1, total / accounts still working)), rounded down so
+// that every account can hold its whole share at once. An account whose
 // requests are slow, or whose gate holds them back (throttled, a hidden
 // lower limit, a tripped breaker), therefore never takes the slots the
 // others need; when an account's pass ends (Leave), its share goes to the
-// ones still working. It is safe for concurrent use.
+// ones still working.
+//
+// Every account must Join before any of them starts: an account that took
+// slots while it was alone would keep them past its share until they are
+// released. It is safe for concurrent use.
 type Slots struct {
 	total, perAccount int
 
@@ -45,8 +50,7 @@ func (s *Slots) Join() *Share {
 
 // limit is an account's fair share. s.mu must be held.
 func (s *Slots) limit() int {
-	n := max(s.members, 1)
-	return min(s.perAccount, (s.total+n-1)/n)
+	return min(s.perAccount, max(1, s.total/max(s.members, 1)))
 }
 
 // broadcast wakes every waiting Acquire. s.mu must be held.

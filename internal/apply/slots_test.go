@@ -22,7 +22,7 @@ func TestSlotsFairShare(t *testing.T) {
 		want              int // slots the first account gets while all are members
 	}{
 		{name: "even split", total: 8, perAccount: 8, accounts: 2, want: 4},
-		{name: "rounded up", total: 9, perAccount: 9, accounts: 2, want: 5},
+		{name: "rounded down", total: 9, perAccount: 9, accounts: 2, want: 4},
 		{name: "per-account cap", total: 100, perAccount: 3, accounts: 2, want: 3},
 		{name: "more accounts than slots", total: 2, perAccount: 5, accounts: 5, want: 1},
 	} {

@@ -133,7 +133,7 @@ type Run struct {
 	// Workers is --workers: the worker pool shared by the accounts of the
 	// run. Defaults to 0: Concurrency × the accounts worked, at most
 	// MaxDefaultWorkers. Each account holds at most min(Concurrency,
-	// ceil(Workers / accounts still working)) of them.
+	// Workers / accounts still working, rounded down, at least 1) of them.
 	Workers int
 }
 
