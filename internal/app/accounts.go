@@ -276,6 +276,9 @@ func (p *passRun) countAccountRows(ctx context.Context) error {
 // summary and the run's error (see accountsError).
 func (p *passRun) runAccounts(ctx context.Context) (apply.Summary, error) {
 	work := p.working()
+	if p.env.Accounts != nil {
+		p.env.Accounts(len(work))
+	}
 	// Every account's start is recorded before any pass starts, so that a
 	// database that fails here leaves no pass running.
 	for _, a := range work {

@@ -101,6 +101,10 @@ type Env struct {
 	// ProgressDone, when set, is called once the pass ended, before the
 	// summary is logged (it ends the progress bar's line).
 	ProgressDone func()
+	// Accounts, when set, is told how many accounts a run or verify pass
+	// works, before any of them starts (cmd/reconcile raises the memory
+	// limit with it).
+	Accounts func(n int)
 }
 
 func (e Env) version() string {
@@ -241,7 +245,7 @@ func poolConfig(url string, maxConns int32, o db.ConnOptions) (*pgxpool.Config, 
 // the client-side deadlines bound the waits. An unreachable database is
 // retried until c.DBRetryDeadline.
 func connectRun(ctx context.Context, c config.Run, log *slog.Logger, st *store) (*pgxpool.Pool, error) {
-	pc, err := poolConfig(c.DatabaseURL, int32(max(4, min(c.Concurrency/4, 16))), db.ConnOptions{ServerTimeouts: true})
+	pc, err := poolConfig(c.DatabaseURL, int32(max(8, min(c.Concurrency/2, 24))), db.ConnOptions{ServerTimeouts: true})
 	if err != nil {
 		return nil, err
 	}

@@ -205,12 +205,33 @@ func deleteIntent(row model.Row) model.Intent { return model.Intent{Domain: row.
 // whatever happens to their answers or to the process.
 func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(model.Row), validateRows bool,
 	intent func(model.Row) model.Intent) error {
-	after := ""
-	for {
+	// The next page is read while this one is dispatched (its keys all sort
+	// after this page's, so the two never overlap): a pass does not wait
+	// for the database between pages, which matters when many accounts
+	// share the pool's connections.
+	type pageResult struct {
+		rows []model.Row
+		err  error
+	}
+	fetch := func(after string) <-chan pageResult {
+		ch := make(chan pageResult, 1) // the reader may be gone: never block
+		go func() {
+			rows, err := page(r.dispatch, after, r.o.PageSize)
+			ch <- pageResult{rows, err}
+		}()
+		return ch
+	}
+	next := fetch("")
+	for next != nil {
 		if r.dispatch.Err() != nil {
 			return nil
 		}
-		rows, err := page(r.dispatch, after, r.o.PageSize)
+		res := <-next
+		rows, err := res.rows, res.err
+		next = nil
+		if err == nil && len(rows) == r.o.PageSize {
+			next = fetch(rows[len(rows)-1].Domain)
+		}
 		if err != nil {
 			if r.dispatch.Err() != nil {
 				return nil
@@ -263,11 +284,8 @@ func (r *runner) produceFrom(p *pool.Pool, page pageFunc, what string, do func(m
 				do(row)
 			})
 		}
-		if len(rows) < r.o.PageSize {
-			return nil
-		}
-		after = rows[len(rows)-1].Domain
 	}
+	return nil
 }
 
 func invalidResult(res model.Result, err error, now time.Time) model.Result {
