@@ -76,6 +76,7 @@ GRANT SELECT ON public.reconcile_schema_version TO reconcile_job, reconcile_impo
 -- (EXECUTE is PUBLIC's by default; explicit, in case that was revoked).
 GRANT EXECUTE ON FUNCTION
     public.reconcile_fingerprint(text, text, boolean, text, text),
+    public.reconcile_fingerprint(text, text, boolean, text, text, text),
     public.reconcile_is_pending(text, text, text, text),
     public.reconcile_is_invalid_unchanged(text, text, text, text),
     public.reconcile_touch_updated_at()
@@ -92,8 +93,13 @@ GRANT SELECT, INSERT ON public.reconcile_outcomes TO reconcile_job;
 GRANT SELECT, INSERT, UPDATE ON public.reconcile_runs, public.reconcile_domain_state TO reconcile_job;
 -- The run claim (a lease row: take, renew, release; never deleted).
 GRANT SELECT, INSERT, UPDATE ON public.reconcile_run_lease TO reconcile_job;
+-- The accounts and how to reach them: read only (they hold no secret).
+GRANT SELECT ON public.reconcile_accounts TO reconcile_job;
+-- One row per (run, account): begun, finished, skipped.
+GRANT SELECT, INSERT, UPDATE ON public.reconcile_run_accounts TO reconcile_job;
 -- The status view (pending rows, plan) and the report views.
-GRANT SELECT ON public.snapshot_callback_status, public.reconcile_run_summary, public.reconcile_failures_by_code
+GRANT SELECT ON public.snapshot_callback_status, public.reconcile_run_summary, public.reconcile_failures_by_code,
+    public.reconcile_account_status
     TO reconcile_job;
 -- reconcile_runs.id and reconcile_outcomes.id are identity columns: INSERT on
 -- the table is all they need (no sequence privilege; the tests check it).

@@ -55,7 +55,7 @@ RETURN encode(sha256(convert_to(concat_ws(E'\x1f', domain_name, notify_url,
 DROP VIEW snapshot_callback_status;
 ALTER TABLE desired_snapshot_callbacks DROP COLUMN fingerprint;
 ALTER TABLE desired_snapshot_callbacks
-    ADD COLUMN account text,
+    ADD COLUMN account text CHECK (account <> ''),
     ADD COLUMN fingerprint text NOT NULL GENERATED ALWAYS AS (
         reconcile_fingerprint(domain_name, notify_url, notify_req_auth, notify_auth_key, region_id, account)) STORED;
 CREATE INDEX desired_snapshot_callbacks_account_idx ON desired_snapshot_callbacks (account, domain_name);
@@ -75,7 +75,7 @@ ALTER TABLE reconcile_runs ADD COLUMN lease_holder text;
 
 CREATE TABLE reconcile_run_accounts (
     run_id      bigint NOT NULL REFERENCES reconcile_runs (id) ON DELETE CASCADE,
-    account     text,                        -- NULL: the default account
+    account     text CHECK (account <> ''),  -- NULL: the default account
     status      text NOT NULL DEFAULT 'running'
                 CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'skipped')),
     reason      text,
@@ -87,9 +87,13 @@ CREATE TABLE reconcile_run_accounts (
     throttled   bigint NOT NULL DEFAULT 0,
     rate        double precision,
     started_at  timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz,
-    UNIQUE NULLS NOT DISTINCT (run_id, account)
+    finished_at timestamptz
 );
+
+-- One row per (run, account), the default account included. Not UNIQUE NULLS
+-- NOT DISTINCT: that needs PostgreSQL 15, and the schema supports 14. Writers
+-- name this index's expression in ON CONFLICT.
+CREATE UNIQUE INDEX reconcile_run_accounts_key ON reconcile_run_accounts (run_id, coalesce(account, ''));
 
 CREATE VIEW snapshot_callback_status AS
 SELECT d.domain_name,
@@ -146,7 +150,7 @@ SELECT s.account,
        count(*) FILTER (WHERE s.done)                    AS done,
        count(*) FILTER (WHERE s.pending)                 AS pending,
        count(*) FILTER (WHERE s.invalid_unchanged)       AS invalid_unchanged,
-       count(*) FILTER (WHERE NOT s.done AND NOT s.pending AND NOT s.invalid_unchanged) AS not_done,
+       count(*) FILTER (WHERE NOT s.done)                AS not_done,
        max(s.finished_at)                                AS last_finished_at
 FROM snapshot_callback_status s
 LEFT JOIN reconcile_accounts a ON a.name = s.account
@@ -219,3 +223,17 @@ COMMENT ON COLUMN reconcile_failures_by_code.account IS 'the account (NULL: the 
 
 COMMENT ON VIEW reconcile_account_status IS
     'One row per account with desired rows (NULL: the default account): how many are done, pending, not done; unknown: no reconcile_accounts row names it (its rows stay pending).';
+COMMENT ON COLUMN reconcile_account_status.account IS 'the account (NULL: the default account)';
+COMMENT ON COLUMN reconcile_account_status.credentials IS 'reconcile_accounts.credentials (NULL: the default account, or an unknown one)';
+COMMENT ON COLUMN reconcile_account_status.disabled IS 'runs skip the account; its rows stay pending';
+COMMENT ON COLUMN reconcile_account_status.unknown IS 'no reconcile_accounts row names the account: runs fail it and its rows stay pending';
+COMMENT ON COLUMN reconcile_account_status.desired IS 'desired rows of the account';
+COMMENT ON COLUMN reconcile_account_status.done IS 'rows whose current values the cloud is known to hold';
+COMMENT ON COLUMN reconcile_account_status.pending IS 'rows the next run takes up';
+COMMENT ON COLUMN reconcile_account_status.invalid_unchanged IS 'rows invalid with unchanged values: counted, not sent';
+COMMENT ON COLUMN reconcile_account_status.not_done IS 'rows not done (desired - done: the pending and the invalid_unchanged ones); 0 when the account is fully done';
+COMMENT ON COLUMN reconcile_account_status.last_finished_at IS 'when the latest outcome of one of its rows was recorded';
+
+COMMENT ON TABLE reconcile_run_lease IS
+    'the run claims: a run works on an account only while it holds that account''s row (name reconcile.run for the default account, reconcile.run/<account> for a named one) and expires_at is in the future (database clock)';
+COMMENT ON COLUMN reconcile_runs.exit_code IS 'the process exit code: 0 every desired row done, 1 rows not done, 2 bad configuration/credentials/schema, 4 interrupted, 5 a dry run found pending rows, 6 infrastructure failure (database, run claim, credentials provider), 7 some accounts failed (see reconcile_run_accounts); NULL while running, for runs before schema 5, and when the process died';

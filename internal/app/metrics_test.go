@@ -34,7 +34,7 @@ func TestPushMetrics(t *testing.T) {
 	if err := h.run(c, testSecret); ExitCode(err) != 1 {
 		t.Fatalf("run = %v, want exit 1", err)
 	}
-	group := "instance=" + h.db.Name + ",job=reconcile" // the default grouping: the database name
+	group := "account=default,instance=" + h.db.Name + ",job=reconcile" // the default grouping: the database name, per account
 	mu.Lock()
 	run, okRun := pushed["PUT "+group]
 	_, okSuccess := pushed["PUT "+group+",result=success"]
@@ -89,7 +89,7 @@ func TestTwoDeploymentsPushToTwoGroups(t *testing.T) {
 		}
 	}
 	c := b.config()
-	c.PushgatewayURL, c.MetricsGrouping = gw.URL, "env=prod,account=b"
+	c.PushgatewayURL, c.MetricsGrouping = gw.URL, "env=prod,tenant=b"
 	if err := b.run(c, testSecret); err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +100,9 @@ func TestTwoDeploymentsPushToTwoGroups(t *testing.T) {
 		groups = append(groups, groupOf(strings.TrimPrefix(p, "PUT ")))
 	}
 	want := []string{
-		"instance=" + a.db.Name + ",job=reconcile", "instance=" + a.db.Name + ",job=reconcile,result=success",
-		"instance=" + b.db.Name + ",job=reconcile", "instance=" + b.db.Name + ",job=reconcile,result=success",
-		"account=b,env=prod,job=reconcile", "account=b,env=prod,job=reconcile,result=success",
+		"account=default,instance=" + a.db.Name + ",job=reconcile", "account=default,instance=" + a.db.Name + ",job=reconcile,result=success",
+		"account=default,instance=" + b.db.Name + ",job=reconcile", "account=default,instance=" + b.db.Name + ",job=reconcile,result=success",
+		"account=default,env=prod,job=reconcile,tenant=b", "account=default,env=prod,job=reconcile,result=success,tenant=b",
 	}
 	if !slices.Equal(groups, want) {
 		t.Errorf("pushed groups:\n%s\nwant:\n%s", strings.Join(groups, "\n"), strings.Join(want, "\n"))

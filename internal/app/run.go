@@ -135,6 +135,12 @@ const (
 	// run lock lost, the credentials provider unavailable. Rerunning later
 	// is the fix (a Kubernetes Job retries it; see deploy/cronjob.yaml).
 	ExitUnavailable = 6
+	// ExitAccountsFailed: a run over several accounts finished, and some
+	// accounts stopped on their own: credentials refused or unavailable, no
+	// reconcile_accounts row, a bad account setting. The other accounts'
+	// rows were worked; the stopped accounts' rows stay pending, with the
+	// reason in reconcile_run_accounts.
+	ExitAccountsFailed = 7
 )
 
 // ErrUnavailable marks an error as an infrastructure failure (exit
@@ -149,6 +155,8 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.Is(err, ErrAccountsFailed):
+		return ExitAccountsFailed
 	case errors.Is(err, config.ErrUsage), errors.Is(err, apply.ErrCredentials), errors.Is(err, ErrSchema),
 		errors.Is(err, live.ErrNoCredentials), errors.Is(err, live.ErrInsecureEndpoint), isLoginRefused(err):
 		return ExitConfig
@@ -290,10 +298,17 @@ func Verify(ctx context.Context, c config.Run, env Env) error {
 	return pass(ctx, c, env, apply.ModeVerify)
 }
 
-// newClient builds the API client and registers the credentials' secrets
-// with the redactor.
-func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error) {
-	lo := live.Options{Endpoint: c.Endpoint, Region: c.Region, RequestTimeout: c.RequestTimeout,
+// clientTarget is what differs between the accounts' clients.
+type clientTarget struct {
+	endpoint, region string
+	creds            live.Credentials
+}
+
+// newClient builds the API client of one account and checks its
+// credentials (Get once: a RAM role is assumed, a profile read), registering
+// their secrets with the redactor.
+func newClient(ctx context.Context, c config.Run, env Env, t clientTarget) (*live.Client, error) {
+	lo := live.Options{Endpoint: t.endpoint, Region: t.region, RequestTimeout: c.RequestTimeout,
 		AllowInsecureEndpoint: c.InsecureEndpoint, SignatureAlgorithm: c.SignatureAlgorithm,
 		MaxConns: c.Concurrency, UserAgent: "reconcile/" + env.version()}
 	lo.Credentials = live.StaticCredentials("placeholder", "", "") // the real ones are checked below
@@ -303,19 +318,12 @@ func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error)
 		}
 		return nil, fmt.Errorf("%w: --endpoint: %w", config.ErrUsage, err)
 	}
-	creds := env.Credentials
-	if creds == nil {
-		var err error
-		if creds, err = live.DefaultChain(); err != nil {
-			return nil, err
-		}
-	}
-	cred, err := creds.Get(ctx)
+	cred, err := t.creds.Get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading credentials: %w", err)
 	}
 	env.Redactor.Add(live.SecretsOf(cred)...)
-	lo.Credentials = creds
+	lo.Credentials = t.creds
 	client, err := live.New(ctx, lo)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", config.ErrUsage, err)
@@ -325,18 +333,20 @@ func newClient(ctx context.Context, c config.Run, env Env) (*live.Client, error)
 
 // pass performs one run or verify pass with c (validated). Its steps, in
 // order, are the methods of passRun below; the deferred steps (releasing
-// the claim, closing the pool, the shutdown bounds, closing the client)
+// the claims, closing the pool, the shutdown bounds, closing the clients)
 // run in the reverse order of the steps that set them up.
+//
+// A pass works accounts (see selectAccounts): each gets its own client,
+// run claim, gate and outcome writer; the default account alone, when the
+// desired rows name none, is the single-account pass every version before
+// accounts ran.
 func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	p := newPassRun(c, env, mode)
 	if err := p.announce(); err != nil {
 		return err
 	}
 	if !c.DryRun {
-		if err := p.openClient(ctx); err != nil {
-			return err
-		}
-		defer p.client.Close()
+		p.resolveOwnCredentials()
 	}
 	defer p.boundShutdown(ctx)()
 	if err := p.connect(ctx); err != nil {
@@ -346,6 +356,13 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if err := p.checkSchema(ctx); err != nil {
 		return err
 	}
+	if err := p.selectAccounts(ctx); err != nil {
+		return err
+	}
+	if len(p.accts) == 0 {
+		p.log.Info("no account to work: nothing to do", "shard", c.ShardSpec().String(), "disabled", len(p.disabled))
+		return nil
+	}
 	// A dry run only reads and records its own dry_run row: it neither
 	// takes nor needs the run claim, so it never makes a real run exit 3.
 	if !c.DryRun {
@@ -353,6 +370,10 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 			return err
 		}
 		defer p.release(ctx)
+		if err := p.openClients(ctx); err != nil {
+			return err
+		}
+		defer p.closeClients()
 		if err := p.markAbandoned(ctx); err != nil {
 			return err
 		}
@@ -360,19 +381,24 @@ func pass(ctx context.Context, c config.Run, env Env, mode apply.Mode) error {
 	if err := p.beginRun(ctx); err != nil {
 		return err
 	}
-	if err := p.countRows(ctx); err != nil {
+	if err := p.recordAccounts(ctx); err != nil {
+		return err
+	}
+	if err := p.countAccountRows(ctx); err != nil {
 		return err
 	}
 	if c.DryRun {
-		return dryRun(ctx, c, env, p.log, p.pool, p.st, p.runID, p.total, p.invalidUnchanged, p.finHalt)
+		return dryRun(ctx, c, env, p.log, p.pool, p.st, p.runID, p.total, p.invalidUnchanged, p.finHalt, p.names())
 	}
 	sum, runErr := p.apply(ctx)
 	fin, cancel := finishContext(ctx, p.finHalt, c.DBRetryDeadline)
 	defer cancel()
+	p.finishAccounts(fin)
 	endStatus, notDone, runErr := p.finish(fin, sum, runErr)
+	p.logAccounts()
 	p.summarize(endStatus, sum, runErr)
 	if mode == apply.ModeApply {
-		pushMetrics(ctx, c, p.log, p.runID, endStatus, sum, p.invalidUnchanged, runErr == nil && notDone == 0)
+		pushMetrics(ctx, c, p.log, p.accountMetrics(endStatus, runErr == nil && notDone == 0))
 	}
 	if runErr != nil {
 		return runErr
@@ -391,7 +417,6 @@ type passRun struct {
 	command string // "run" or "verify", for log lines
 	kind    string // the run row's kind
 	log     *slog.Logger
-	client  *live.Client
 	pool    *pgxpool.Pool
 	st      *store
 	lock    *db.RunLock
@@ -399,6 +424,12 @@ type passRun struct {
 	// its end, at the shutdown bounds after a signal (see boundShutdown).
 	halt, finHalt context.Context
 	runID         int64
+	// accts are the accounts of the pass (see selectAccounts); disabled
+	// those left out because reconcile_accounts disables them.
+	accts, disabled []*account
+	// source is the job's own credentials (sourceErr: why there are none).
+	source    live.Credentials
+	sourceErr error
 	// total is the rows the pass will take up; invalidUnchanged those
 	// counted, not sent (a plain run only).
 	total, invalidUnchanged int64
@@ -423,10 +454,23 @@ func (p *passRun) announce() error {
 	return nil
 }
 
-// openClient builds the API client, checking the credentials.
-func (p *passRun) openClient(ctx context.Context) (err error) {
-	p.client, err = newClient(ctx, p.c, p.env)
-	return err
+// resolveOwnCredentials finds the job's own credentials: the Env's, else
+// the default chain. Failing to find them is not yet an error: only the
+// accounts that use them (the default account, credentials "default", and
+// ram_role_arn, whose roles are assumed with them) fail for it.
+func (p *passRun) resolveOwnCredentials() {
+	p.source = p.env.Credentials
+	if p.source == nil {
+		p.source, p.sourceErr = live.DefaultChain()
+	}
+}
+
+// holder is the token of the pass's run claims ("" without them).
+func (p *passRun) holder() string {
+	if p.lock == nil {
+		return ""
+	}
+	return p.lock.Holder()
 }
 
 // boundShutdown sets the contexts that bound database calls after a
@@ -476,13 +520,41 @@ func (p *passRun) checkSchema(ctx context.Context) error {
 	return err
 }
 
-// claim takes the run lock (db.ErrLocked when another run holds it).
+// claim takes the run claim of every account of the pass that can be
+// worked (db.AcquireRunLease): accounts another run holds are skipped and
+// logged; db.ErrLocked when it holds them all.
 func (p *passRun) claim(ctx context.Context) error {
+	var names []string
+	for _, a := range p.accts {
+		if a.err == nil {
+			names = append(names, a.name)
+		}
+	}
+	if len(names) == 0 {
+		if p.single() {
+			return p.accts[0].err
+		}
+		return nil // every account failed already: recorded, exit 7
+	}
 	cfg := p.pool.Config().ConnConfig
-	return p.st.retry(ctx, "take the run lock", func(ctx context.Context) (err error) {
-		p.lock, err = db.AcquireRunLock(ctx, cfg.Copy())
+	err := p.st.retry(ctx, "take the run lock", func(ctx context.Context) (err error) {
+		p.lock, err = db.AcquireRunLease(ctx, cfg.Copy(), names, db.RunLockOptions{})
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	for _, h := range p.lock.Skipped() {
+		for _, a := range p.accts {
+			if a.name == h.Account {
+				a.status = db.RunAccountSkipped
+				a.err = fmt.Errorf("held by another run on %s (pid %d), expires in %s unless renewed",
+					h.Host, h.PID, h.ExpiresIn.Round(time.Second))
+				p.log.Warn("account held by another run; skipped", "account", a.label, "holder", h.Host, "pid", h.PID)
+			}
+		}
+	}
+	return nil
 }
 
 // release gives the run lock back, within ShutdownReleaseTimeout after a
@@ -493,6 +565,9 @@ func (p *passRun) release(ctx context.Context) {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), ShutdownReleaseTimeout)
 	}
 	defer cancel()
+	if p.lock == nil {
+		return
+	}
 	if err := p.lock.Release(rctx); err != nil {
 		p.log.Warn("cannot release the run lock; it expires on its own", "error", err, "ttl", db.RunLeaseTTL)
 	}
@@ -503,7 +578,7 @@ func (p *passRun) release(ctx context.Context) {
 func (p *passRun) markAbandoned(ctx context.Context) error {
 	var n int64
 	err := p.st.retry(ctx, "mark abandoned runs", func(ctx context.Context) (err error) {
-		n, err = db.AbandonRunning(ctx, p.pool)
+		n, err = db.AbandonRunning(ctx, p.pool, p.holder())
 		return err
 	})
 	if err != nil {
@@ -525,7 +600,7 @@ func (p *passRun) beginRun(ctx context.Context) error {
 	// Not idempotent: retried only when the statement surely was not sent.
 	err := p.st.retryIf(ctx, "begin the run", pgconn.SafeToRetry, func(ctx context.Context) (err error) {
 		p.runID, err = db.BeginRun(ctx, p.pool, db.RunStart{Status: status, Rate: p.c.Rate, Concurrency: p.c.Concurrency,
-			HostName: host, Version: p.env.version(), Kind: p.kind})
+			HostName: host, Version: p.env.version(), Kind: p.kind, LeaseHolder: p.holder()})
 		return err
 	})
 	if err != nil {
@@ -535,31 +610,12 @@ func (p *passRun) beginRun(ctx context.Context) error {
 	return nil
 }
 
-// countRows counts the rows the pass will take up: every desired row for
-// verify; the pending ones, and the invalid unchanged ones, for a run.
-func (p *passRun) countRows(ctx context.Context) error {
-	return p.st.retry(ctx, "count pending rows", func(ctx context.Context) (err error) {
-		if p.mode == apply.ModeVerify {
-			p.total, err = db.CountDesired(ctx, p.pool)
-			return err
-		}
-		if p.total, err = db.CountPending(ctx, p.pool); err == nil {
-			p.invalidUnchanged, err = db.CountInvalidUnchanged(ctx, p.pool)
-		}
-		return err
-	})
-}
-
 // apply runs the pass itself (package apply) and ends the progress
 // display. A lost lock's error says why it was lost.
 func (p *passRun) apply(ctx context.Context) (apply.Summary, error) {
 	p.log.Info(p.command+" started", "rows", p.total, "invalid_unchanged", p.invalidUnchanged)
 	stopWatch := watchSignal(ctx, p.log, p.c.Grace)
-	sum, runErr := apply.Run(ctx, apply.Options{
-		Apply: p.c.Apply, RunID: p.runID, Mode: p.mode,
-		Seed: uint64(time.Now().UnixNano()), Total: p.total, Stop: p.lock.Lost(), Logger: p.log, Progress: p.env.Progress,
-		Secrets: p.env.Redactor,
-	}, p.st, p.client)
+	sum, runErr := p.runAccounts(ctx)
 	stopWatch()
 	if p.env.Progress != nil {
 		p.env.Progress(apply.Progress{Done: sum.Done() + sum.NotDone(),
@@ -568,7 +624,7 @@ func (p *passRun) apply(ctx context.Context) (apply.Summary, error) {
 	if p.env.ProgressDone != nil {
 		p.env.ProgressDone()
 	}
-	if errors.Is(runErr, apply.ErrLockLost) && p.lock.Err() != nil {
+	if errors.Is(runErr, apply.ErrLockLost) && p.lock != nil && p.lock.Err() != nil {
 		runErr = fmt.Errorf("%w: %w", runErr, p.lock.Err()) // the note says why
 	}
 	return sum, runErr
@@ -625,26 +681,44 @@ func (p *passRun) summarize(status string, sum apply.Summary, runErr error) {
 	p.log.Info("summary", counts...)
 }
 
-// pushMetrics pushes the run's metrics when --pushgateway-url is set; also
-// after a signal (the push has its own deadline). A failed push is logged
-// and never changes the exit code.
-func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, runID int64, status string,
-	sum apply.Summary, invalidUnchanged int64, success bool) {
-	if c.PushgatewayURL == "" {
+// pushMetrics pushes the run's metrics when --pushgateway-url is set, one
+// set per account the run took up (metrics.Push groups them by account);
+// also after a signal (the push has its own deadline). A failed push is
+// logged and never changes the exit code.
+func pushMetrics(ctx context.Context, c config.Run, log *slog.Logger, ms []metrics.RunMetrics) {
+	if c.PushgatewayURL == "" || len(ms) == 0 {
 		return
 	}
-	outcomes := make(map[string]int64, len(sum.Counts))
-	for o, n := range sum.Counts {
-		outcomes[string(o)] = n
-	}
-	m := metrics.RunMetrics{RunID: runID, Status: status, Outcomes: outcomes, InvalidUnchanged: invalidUnchanged,
-		Requests: sum.Requests, Throttled: sum.Throttled, Retries: sum.Retries, BreakerTrips: sum.BreakerTrips,
-		Duration: sum.Elapsed, Rate: c.Rate, Success: success, Finished: time.Now()}
-	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", m, metricsGrouping(c)...); err != nil {
+	if err := metrics.Push(context.WithoutCancel(ctx), c.PushgatewayURL, "", ms, metricsGrouping(c)...); err != nil {
 		log.Warn("cannot push metrics to the Pushgateway", "url", metrics.SafeURL(c.PushgatewayURL), "error", err)
 		return
 	}
-	log.Info("metrics pushed", "url", metrics.SafeURL(c.PushgatewayURL))
+	log.Info("metrics pushed", "url", metrics.SafeURL(c.PushgatewayURL), "accounts", len(ms))
+}
+
+// accountMetrics returns the metrics of each account the pass took up
+// (skipped ones have none: another run pushes theirs). A single-account
+// pass's account has the run's status and success.
+func (p *passRun) accountMetrics(runStatus string, runSuccess bool) []metrics.RunMetrics {
+	var ms []metrics.RunMetrics
+	for _, a := range p.accts {
+		if a.status == db.RunAccountSkipped {
+			continue
+		}
+		outcomes := make(map[string]int64, len(a.sum.Counts))
+		for o, n := range a.sum.Counts {
+			outcomes[string(o)] = n
+		}
+		status, success := a.status, a.err == nil && a.sum.NotDone()+a.invalidUnchged == 0
+		if p.single() {
+			status, success = runStatus, runSuccess
+		}
+		ms = append(ms, metrics.RunMetrics{Account: a.name, RunID: p.runID, Status: status, Outcomes: outcomes,
+			InvalidUnchanged: a.invalidUnchged, Requests: a.sum.Requests, Throttled: a.sum.Throttled,
+			Retries: a.sum.Retries, BreakerTrips: a.sum.BreakerTrips, Duration: a.sum.Elapsed, Rate: a.rate,
+			Success: success, Finished: time.Now()})
+	}
+	return ms
 }
 
 func notDoneText(counts map[model.Outcome]int64, invalidUnchanged int64) string {
@@ -661,12 +735,25 @@ func notDoneText(counts map[model.Outcome]int64, invalidUnchanged int64) string 
 }
 
 func dryRun(ctx context.Context, c config.Run, env Env, log *slog.Logger, pool *pgxpool.Pool, st *store,
-	runID, total, invalidUnchanged int64, finHalt context.Context) error {
+	runID, total, invalidUnchanged int64, finHalt context.Context, accts []string) error {
 	log.Info("dry run: nothing will be called", "pending", total, "invalid_unchanged", invalidUnchanged)
-	sum, err := apply.DryRun(ctx, st, c.PageSize, env.Stdout)
+	var sum apply.DryRunSummary
 	var prune int64
-	if err == nil && c.Prune {
-		prune, err = apply.DryRunPrune(ctx, st, c.PageSize, c.PruneMax, env.Stdout)
+	var err error
+	for _, a := range accts {
+		ast := st.forAccount(a)
+		var s apply.DryRunSummary
+		if s, err = apply.DryRun(ctx, ast, c.PageSize, env.Stdout); err != nil {
+			break
+		}
+		sum.Add, sum.Update, sum.Invalid = sum.Add+s.Add, sum.Update+s.Update, sum.Invalid+s.Invalid
+		if c.Prune {
+			var n int64
+			if n, err = apply.DryRunPrune(ctx, ast, c.PageSize, c.PruneMax, env.Stdout); err != nil {
+				break
+			}
+			prune += n
+		}
 	}
 	fin, cancel := finishContext(ctx, finHalt, c.DBRetryDeadline)
 	defer cancel()
@@ -717,6 +804,8 @@ func configAttrs(c config.Run) slog.Value {
 		slog.Bool("prune", c.Prune), slog.Int64("prune_max", c.PruneMax),
 		slog.String("pushgateway_url", metrics.SafeURL(c.PushgatewayURL)),
 		slog.String("metrics_grouping", c.MetricsGrouping),
+		slog.String("accounts", c.Accounts), slog.String("shard", c.Shard), slog.Int("workers", c.Workers),
+		slog.String("sts_endpoint", c.STSEndpoint),
 	)
 }
 

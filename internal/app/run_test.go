@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +25,30 @@ import (
 	"github.com/reconcile/reconcile/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	// STS is reached over HTTPS only (credentials-go builds https://
+	// URLs), verified against the system roots, which Go reads once, from
+	// SSL_CERT_FILE when set: trust the simulator's STS certificate before
+	// anything loads them.
+	dir, err := os.MkdirTemp("", "reconcile-app-sts")
+	if err != nil {
+		panic(err)
+	}
+	cert, pemBytes, err := livesim.SelfSignedCert("127.0.0.1", "::1", "localhost")
+	if err != nil {
+		panic(err)
+	}
+	stsCert = cert
+	if err := os.WriteFile(filepath.Join(dir, "sts-ca.pem"), pemBytes, 0o600); err != nil {
+		panic(err)
+	}
+	os.Setenv("SSL_CERT_FILE", filepath.Join(dir, "sts-ca.pem"))
+	defer os.RemoveAll(dir) // testdb.Main exits: removed only when it returns
+	testdb.Main(m)
+}
+
+// stsCert is the certificate SSL_CERT_FILE trusts (TestMain).
+var stsCert tls.Certificate
 
 const (
 	testKeyID  = "LTAItestKeyId"

@@ -16,7 +16,8 @@ import (
 
 // SimAccount is one account of `reconcile simulate --accounts-file`: a
 // JSON array of these. An account has one key (access_key_id,
-// access_key_secret, optional security_token) or several (keys), or both.
+// access_key_secret, optional security_token) or several (keys), or both,
+// or none when it has a role_arn (reached through STS AssumeRole only).
 // Limit and ThrottleCountsRejected default to the --limit and
 // --throttle-counts-rejected values when absent (null); limit 0 means
 // unlimited.
@@ -31,6 +32,14 @@ type SimAccount struct {
 	// Disabled refuses every key of the account with
 	// InvalidAccessKeyId.Inactive.
 	Disabled bool `json:"disabled"`
+	// RoleARN (acs:ram::<digits>:role/<name>) is a RAM role of the account
+	// that the simulator's STS AssumeRole hands credentials out for
+	// (livesim.Account.RoleARN); ExternalID is the ExternalId its trust
+	// policy requires (not a secret); Trusted lists the AccessKey ids and
+	// account names allowed to assume it (empty: any known AccessKey).
+	RoleARN    string   `json:"role_arn"`
+	ExternalID string   `json:"external_id"`
+	Trusted    []string `json:"trusted"`
 }
 
 // SimKey is one further AccessKey of a SimAccount.
@@ -80,7 +89,8 @@ func ReadSimAccounts(path string, defLimit int, defCountsRejected bool) ([]lives
 		if a.Name != "" {
 			where = strconv.Quote(a.Name)
 		}
-		acct := livesim.Account{Name: a.Name, Limit: defLimit, ThrottleCountsRejected: defCountsRejected, Disabled: a.Disabled}
+		acct := livesim.Account{Name: a.Name, Limit: defLimit, ThrottleCountsRejected: defCountsRejected, Disabled: a.Disabled,
+			RoleARN: a.RoleARN, ExternalID: a.ExternalID, Trusted: a.Trusted}
 		if a.Limit != nil {
 			if *a.Limit < 0 {
 				return nil, config.Usagef("--accounts-file %s: %s: limit must be 0 (unlimited) or more", path, where)
@@ -154,6 +164,17 @@ func describeSimAccounts(accounts []livesim.Account) string {
 		}
 		if a.Disabled {
 			sb.WriteString(" disabled")
+		}
+		if a.RoleARN != "" {
+			sb.WriteString(" role=")
+			sb.WriteString(a.RoleARN)
+			if a.ExternalID != "" {
+				sb.WriteString(" external_id=required")
+			}
+			if len(a.Trusted) > 0 {
+				sb.WriteString(" trusted=")
+				sb.WriteString(strings.Join(a.Trusted, ","))
+			}
 		}
 	}
 	return sb.String()

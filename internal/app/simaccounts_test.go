@@ -198,3 +198,37 @@ func TestSimulateServesAccounts(t *testing.T) {
 		}
 	}
 }
+
+// Accounts with a role: role_arn, external_id and trusted reach
+// livesim.Account; an account may have a role and no key; the role
+// settings are validated.
+func TestReadSimAccountsRoles(t *testing.T) {
+	got, err := ReadSimAccounts(writeAccountsFile(t, `[
+  {"name": "a", "access_key_id": "LTAIa", "access_key_secret": "secret-of-a-0001"},
+  {"name": "r", "role_arn": "acs:ram::1234567890:role/reconcile", "external_id": "ext-1", "trusted": ["LTAIa", "default"], "limit": 5}
+]`), 30, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got[1]
+	if r.RoleARN != "acs:ram::1234567890:role/reconcile" || r.ExternalID != "ext-1" || strings.Join(r.Trusted, ",") != "LTAIa,default" || len(r.Keys) != 0 || r.Limit != 5 {
+		t.Fatalf("role account %+v", r)
+	}
+	if d := describeSimAccounts(got); !strings.Contains(d, "r limit=5 keys= role=acs:ram::1234567890:role/reconcile external_id=required trusted=LTAIa,default") {
+		t.Fatalf("describe: %s", d)
+	}
+	for name, tc := range map[string]struct{ text, want string }{
+		"bad role arn":        {`[{"name": "r", "role_arn": "arn:aws:iam::1:role/x"}]`, "role_arn"},
+		"unknown trusted":     {`[{"name": "r", "role_arn": "acs:ram::1:role/x", "trusted": ["LTAInobody"]}]`, `trusted entry "LTAInobody"`},
+		"external id, no arn": {`[{"name": "r", "access_key_id": "k", "access_key_secret": "hunter2hunter2", "external_id": "e"}]`, "external_id needs a role_arn"},
+		"role arn twice":      {`[{"name": "r", "role_arn": "acs:ram::1:role/x"}, {"name": "s", "role_arn": "acs:ram::1:role/x"}]`, "used by accounts"},
+		"no key, no role":     {`[{"name": "r"}]`, "no AccessKey and no role_arn"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadSimAccounts(writeAccountsFile(t, tc.text), 30, false)
+			if !errors.Is(err, config.ErrUsage) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("err = %v, want ErrUsage mentioning %q", err, tc.want)
+			}
+		})
+	}
+}

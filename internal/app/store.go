@@ -32,6 +32,17 @@ type store struct {
 	// cancel.
 	halt    context.Context
 	onRetry func(op string, err error)
+	// scoped: the pages and counts are those of account only (forAccount).
+	scoped  bool
+	account string
+}
+
+// forAccount returns a store over s's pool whose pages and counts are
+// those of account ("" the default account) only.
+func (s *store) forAccount(account string) *store {
+	c := *s
+	c.scoped, c.account = true, account
+	return &c
 }
 
 // ErrDBDeadline: a database call got no answer within --db-retry-deadline.
@@ -90,6 +101,10 @@ func (s *store) retryIf(ctx context.Context, op string, retryable func(error) bo
 func (s *store) PendingPage(ctx context.Context, after string, limit int) ([]model.Row, error) {
 	var rows []model.Row
 	err := s.retry(ctx, "read pending rows", func(ctx context.Context) (err error) {
+		if s.scoped {
+			rows, err = db.PendingPageIn(ctx, s.pool, s.account, after, limit)
+			return err
+		}
 		rows, err = db.PendingPage(ctx, s.pool, after, limit)
 		return err
 	})
@@ -100,6 +115,10 @@ func (s *store) PendingPage(ctx context.Context, after string, limit int) ([]mod
 func (s *store) DesiredPage(ctx context.Context, after string, limit int) ([]model.Row, error) {
 	var rows []model.Row
 	err := s.retry(ctx, "read desired rows", func(ctx context.Context) (err error) {
+		if s.scoped {
+			rows, err = db.DesiredPageIn(ctx, s.pool, s.account, after, limit)
+			return err
+		}
 		rows, err = db.DesiredPage(ctx, s.pool, after, limit)
 		return err
 	})
@@ -110,6 +129,10 @@ func (s *store) DesiredPage(ctx context.Context, after string, limit int) ([]mod
 func (s *store) PrunePage(ctx context.Context, runID int64, after string, limit int) ([]model.Row, error) {
 	var rows []model.Row
 	err := s.retry(ctx, "read prune candidates", func(ctx context.Context) (err error) {
+		if s.scoped {
+			rows, err = db.PrunePageIn(ctx, s.pool, runID, s.account, after, limit)
+			return err
+		}
 		rows, err = db.PrunePage(ctx, s.pool, runID, after, limit)
 		return err
 	})
@@ -120,6 +143,10 @@ func (s *store) PrunePage(ctx context.Context, runID int64, after string, limit 
 func (s *store) CountPrune(ctx context.Context, runID int64) (int64, error) {
 	var n int64
 	err := s.retry(ctx, "count prune candidates", func(ctx context.Context) (err error) {
+		if s.scoped {
+			n, err = db.CountPruneIn(ctx, s.pool, runID, s.account)
+			return err
+		}
 		n, err = db.CountPrune(ctx, s.pool, runID)
 		return err
 	})

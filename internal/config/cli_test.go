@@ -180,6 +180,11 @@ func TestDocsFlagTable(t *testing.T) {
 		"signature-algorithm": "`\"\"`",
 		"pushgateway-url":     "none",
 		"metrics-grouping":    "`" + DefaultMetricsGrouping + "`",
+		"accounts":            "every account with desired rows",
+		"shard":               "all",
+		"sts-endpoint":        "`sts.aliyuncs.com`",
+		// 0 means computed from the run's accounts.
+		"workers": "`--concurrency` × accounts worked, at most " + strconv.Itoa(MaxDefaultWorkers),
 	}
 	seen := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
@@ -192,8 +197,8 @@ func TestDocsFlagTable(t *testing.T) {
 		if row.variable != "`"+envName(f.Name)+"`" {
 			t.Errorf("--%s: the docs name the variable %s, want `%s`", f.Name, row.variable, envName(f.Name))
 		}
-		if f.DefValue == "" {
-			if want, ok := emptyMeans[f.Name]; !ok || row.def != want {
+		if want, ok := emptyMeans[f.Name]; ok || f.DefValue == "" {
+			if !ok || row.def != want {
 				t.Errorf("--%s: the docs give the default %q, want %q", f.Name, row.def, want)
 			}
 			return

@@ -116,7 +116,7 @@ func TestEveryVariable(t *testing.T) {
 		{"breaker-threshold", "1", "0.25", func(c Run) any { return c.BreakerThreshold }, 1.0, 0.25},
 		{"log-format", "text", "json", func(c Run) any { return c.LogFormat }, "text", "json"},
 		{"log-level", "debug", "error", func(c Run) any { return c.LogLevel }, "debug", "error"},
-		{"metrics-grouping", "instance=video-a", "account=b,env=prod", func(c Run) any { return c.MetricsGrouping }, "instance=video-a", "account=b,env=prod"},
+		{"metrics-grouping", "instance=video-a", "tenant=b,env=prod", func(c Run) any { return c.MetricsGrouping }, "instance=video-a", "tenant=b,env=prod"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.flag, func(t *testing.T) {

@@ -146,7 +146,8 @@ func TestEveryUserColumnIsCommented(t *testing.T) {
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	relations := []string{"desired_snapshot_callbacks", "reconcile_runs", "reconcile_outcomes", "reconcile_domain_state",
-		"snapshot_callback_status", "reconcile_run_summary", "reconcile_failures_by_code"}
+		"snapshot_callback_status", "reconcile_run_summary", "reconcile_failures_by_code",
+		"reconcile_accounts", "reconcile_run_accounts", "reconcile_account_status"}
 	for _, rel := range relations {
 		var comment *string
 		if err := pool.QueryRow(ctx, `SELECT obj_description(to_regclass($1), 'pg_class')`, rel).Scan(&comment); err != nil {

@@ -169,6 +169,7 @@ func TestAuditCookbook(t *testing.T) {
 	pool := testdb.New(t).Pool
 	ctx := testutil.Context(t)
 	seedAudit(t, pool)
+	seedAuditAccounts(t, pool) // cookbook_accounts_test.go
 
 	checks := map[string]func(t *testing.T, r result){
 		"What failed last night, and why": func(t *testing.T, r result) {
@@ -237,6 +238,9 @@ func TestAuditCookbook(t *testing.T) {
 				t.Errorf("domains %v, want %v", got, want)
 			}
 		},
+	}
+	for title, check := range accountCookbookChecks() {
+		checks[title] = check
 	}
 	queries := cookbookQueries(t)
 	seen := map[string]bool{}

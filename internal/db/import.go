@@ -25,7 +25,7 @@ const importLockName = "reconcile.import"
 // lines the sorts fit in memory instead of spilling to disk.
 const importWorkMem = "64MB"
 
-var importColumns = []string{"line", "domain_name", "notify_url", "notify_req_auth", "notify_auth_key", "region_id", "valid"}
+var importColumns = []string{"line", "domain_name", "notify_url", "notify_req_auth", "notify_auth_key", "region_id", "account", "valid"}
 
 const (
 	sqlImportLock    = `SELECT pg_advisory_xact_lock(hashtextextended('` + importLockName + `', 0))`
@@ -38,6 +38,7 @@ const (
     notify_req_auth boolean,
     notify_auth_key text,
     region_id       text,
+    account         text,
     valid           boolean NOT NULL
 ) ON COMMIT DROP`
 
@@ -65,37 +66,40 @@ LIMIT $1`
 	// The upsert reads the staged rows (srcAll: every valid line, when no
 	// domain repeats; srcFirst: the first valid line of each domain) ...
 	importSrcAll = `WITH src AS (
-    SELECT domain_name, notify_url, notify_req_auth, notify_auth_key, region_id
+    SELECT domain_name, notify_url, notify_req_auth, notify_auth_key, region_id, account
     FROM ` + ImportStagingTable + ` WHERE valid
 )`
 	importSrcFirst = `WITH src AS (
-    SELECT DISTINCT ON (domain_name) domain_name, notify_url, notify_req_auth, notify_auth_key, region_id
+    SELECT DISTINCT ON (domain_name) domain_name, notify_url, notify_req_auth, notify_auth_key, region_id, account
     FROM ` + ImportStagingTable + ` WHERE valid
     ORDER BY domain_name, line
 )`
-	// ... drops those equal to the desired row already there (an anti-join,
+	// ... drops those equal to the desired row already there, account
+	// included (an anti-join,
 	// so that unchanged rows are not even locked: no write at all for them),
 	// and upserts the rest. The WHERE of DO UPDATE guards against a row made
 	// equal meanwhile by another session. xmax = 0 tells an inserted row from
 	// an updated one (an updated row version carries the updating
 	// transaction in xmax). It returns the number inserted and updated.
 	importUpsert = `, up AS (
-    INSERT INTO desired_snapshot_callbacks AS d (domain_name, notify_url, notify_req_auth, notify_auth_key, region_id)
-    SELECT s.domain_name, s.notify_url, s.notify_req_auth, s.notify_auth_key, s.region_id
+    INSERT INTO desired_snapshot_callbacks AS d (domain_name, notify_url, notify_req_auth, notify_auth_key, region_id, account)
+    SELECT s.domain_name, s.notify_url, s.notify_req_auth, s.notify_auth_key, s.region_id, s.account
     FROM src s
     WHERE NOT EXISTS (
         SELECT FROM desired_snapshot_callbacks e
         WHERE e.domain_name = s.domain_name
-          AND (e.notify_url, e.notify_req_auth, e.notify_auth_key, e.region_id)
-              IS NOT DISTINCT FROM (s.notify_url, s.notify_req_auth, s.notify_auth_key, s.region_id))
+          AND (e.notify_url, e.notify_req_auth, e.notify_auth_key, e.region_id, e.account)
+              IS NOT DISTINCT FROM (s.notify_url, s.notify_req_auth, s.notify_auth_key, s.region_id, s.account))
     ON CONFLICT (domain_name) DO UPDATE SET
         notify_url      = excluded.notify_url,
         notify_req_auth = excluded.notify_req_auth,
         notify_auth_key = excluded.notify_auth_key,
         region_id       = excluded.region_id,
+        account         = excluded.account,
         updated_at      = now()
-    WHERE (d.notify_url, d.notify_req_auth, d.notify_auth_key, d.region_id)
-          IS DISTINCT FROM (excluded.notify_url, excluded.notify_req_auth, excluded.notify_auth_key, excluded.region_id)
+    WHERE (d.notify_url, d.notify_req_auth, d.notify_auth_key, d.region_id, d.account)
+          IS DISTINCT FROM (excluded.notify_url, excluded.notify_req_auth, excluded.notify_auth_key, excluded.region_id,
+                            excluded.account)
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up`
@@ -134,6 +138,9 @@ type StagedRow struct {
 	AuthKey model.Secret
 	// Region is region_id; empty is staged as NULL.
 	Region string
+	// Account is the account ("" is staged as NULL: the default account).
+	// The caller checks the name (importer.CheckAccount).
+	Account string
 	// Valid is false for a line that is skipped: only Line and Domain are
 	// staged, so that it is not upserted but its domain counts as present
 	// for Apply(replace).
@@ -152,7 +159,7 @@ type StagedSource interface {
 // ImportCounts is what Apply did to desired_snapshot_callbacks.
 type ImportCounts struct {
 	Inserted  int64 // new domains
-	Updated   int64 // existing domains whose values changed (updated_at = now())
+	Updated   int64 // existing domains whose values (account included) changed (updated_at = now())
 	Unchanged int64 // existing domains with the same values: not touched
 	Deleted   int64 // with replace: domains on no line of the file
 }
@@ -329,7 +336,7 @@ func (im *Import) Rollback(ctx context.Context) error {
 // values slice (pgx encodes each row before asking for the next).
 type copySource struct {
 	src   StagedSource
-	vals  [7]any
+	vals  [8]any
 	valid int64
 }
 
@@ -341,9 +348,9 @@ func (c *copySource) Values() ([]any, error) {
 	v := c.vals[:]
 	v[0] = r.Line
 	v[1] = nullText(r.Domain)
-	v[6] = r.Valid
+	v[7] = r.Valid
 	if !r.Valid {
-		v[2], v[3], v[4], v[5] = nil, nil, nil, nil
+		v[2], v[3], v[4], v[5], v[6] = nil, nil, nil, nil, nil
 		return v, nil
 	}
 	c.valid++
@@ -351,6 +358,7 @@ func (c *copySource) Values() ([]any, error) {
 	v[3] = r.ReqAuth
 	v[4] = nullText(r.AuthKey.Reveal())
 	v[5] = nullText(r.Region)
+	v[6] = nullText(r.Account)
 	return v, nil
 }
 

@@ -256,3 +256,89 @@ func TestImportLock(t *testing.T) {
 		t.Fatalf("second import after the first ended: %v", err)
 	}
 }
+
+// The account is staged and merged like the other values: "" is NULL, a
+// change of account alone is an update, and an invalid line stages no
+// account.
+func TestImportStagesAccount(t *testing.T) {
+	t.Parallel()
+	tdb := testdb.New(t)
+	ctx := testutil.Context(t)
+	apply := func(rows ...db.StagedRow) db.ImportCounts {
+		t.Helper()
+		im, err := db.BeginImport(ctx, tdb.Pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer im.Rollback(ctx)
+		if _, err := im.Stage(ctx, &sliceSource{rows: rows}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := im.Apply(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := im.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	withAccount := func(r db.StagedRow, a string) db.StagedRow { r.Account = a; return r }
+	accounts := func() map[string]*string {
+		t.Helper()
+		out := map[string]*string{}
+		rows, err := tdb.Pool.Query(ctx, `SELECT domain_name, account FROM desired_snapshot_callbacks`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d string
+			var a *string
+			if err := rows.Scan(&d, &a); err != nil {
+				t.Fatal(err)
+			}
+			out[d] = a
+		}
+		return out
+	}
+	a := staged(2, "a.example.com", "https://h/a", false, "", "")
+	b := staged(3, "b.example.com", "https://h/b", false, "", "")
+	if c := apply(a, withAccount(b, "tenant-a")); c != (db.ImportCounts{Inserted: 2}) {
+		t.Fatalf("first import = %+v", c)
+	}
+	got := accounts()
+	if got["a.example.com"] != nil || got["b.example.com"] == nil || *got["b.example.com"] != "tenant-a" {
+		t.Fatalf("accounts = %v", got)
+	}
+	fpB := fingerprintOfImport(t, tdb, "b.example.com")
+	if c := apply(withAccount(a, "tenant-a"), withAccount(b, "tenant-a")); c != (db.ImportCounts{Updated: 1, Unchanged: 1}) {
+		t.Fatalf("moving a = %+v, want 1 updated, 1 unchanged", c)
+	}
+	if c := apply(a, b); c != (db.ImportCounts{Updated: 2}) {
+		t.Fatalf("back to the default account = %+v", c)
+	}
+	if got := accounts(); got["a.example.com"] != nil || got["b.example.com"] != nil {
+		t.Fatalf("accounts = %v, want NULL", got)
+	}
+	if fp := fingerprintOfImport(t, tdb, "b.example.com"); fp == fpB {
+		t.Fatal("the fingerprint does not cover the account")
+	}
+	// An invalid line's account is not staged, nor anything but its domain.
+	if c := apply(db.StagedRow{Line: 2, Domain: "a.example.com", Account: "tenant-z"}); c != (db.ImportCounts{}) {
+		t.Fatalf("invalid line = %+v", c)
+	}
+	if got := accounts(); got["a.example.com"] != nil {
+		t.Fatalf("an invalid line changed the account: %v", *got["a.example.com"])
+	}
+}
+
+func fingerprintOfImport(t *testing.T, tdb *testdb.DB, domain string) string {
+	t.Helper()
+	var fp string
+	if err := tdb.Pool.QueryRow(testutil.Context(t), `SELECT fingerprint FROM desired_snapshot_callbacks WHERE domain_name = $1`,
+		domain).Scan(&fp); err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}

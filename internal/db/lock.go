@@ -7,16 +7,31 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reconcile/reconcile/internal/model"
 )
 
-// RunLockName is the name of the run claim: the key of its row in
-// reconcile_run_lease.
+// RunLockName is the name of the default account's run claim: the key of
+// its row in reconcile_run_lease (see LeaseName).
 const RunLockName = "reconcile.run"
+
+// LeaseName returns the name of account's run claim, the key of its row in
+// reconcile_run_lease: RunLockName for the default account (""), as before
+// accounts existed, so that an older program and this one exclude each
+// other on it; RunLockName + "/" + account for a named one.
+func LeaseName(account string) string {
+	if account == "" {
+		return RunLockName
+	}
+	return RunLockName + "/" + account
+}
 
 // The run lock is a lease: a row in reconcile_run_lease that names its
 // holder and an expiry by the database's clock. Its timing:
@@ -49,27 +64,65 @@ const (
 // connections, so operators can find them in pg_stat_activity.
 const LockApplicationName = "reconcile-run-lock"
 
-// ErrLeaseLost: the run claim was lost (Lost closed); RunLock.Err says why.
+// ErrLeaseLost: a run claim was lost (Lost closed); RunLock.Err says why.
 var ErrLeaseLost = errors.New("run claim lost")
 
+// The claim statements ($1: the lease names, $2: the holder token). Each
+// handles every name of the process in one statement, so the claims of a
+// process are taken, renewed and released together. All of them lock the
+// rows they touch in name order (the take inserts in that order, renewals
+// and releases lock through an ORDER BY ... FOR UPDATE), so two processes
+// whose names overlap do not deadlock on them.
 const (
-	sqlTakeLease = `INSERT INTO reconcile_run_lease AS l (name, holder, host_name, pid, acquired_at, renewed_at, expires_at)
-VALUES ($1, $2, $3, $4, now(), now(), now() + $5 * interval '1 millisecond')
+	sqlTakeLeases = `INSERT INTO reconcile_run_lease AS l (name, holder, host_name, pid, acquired_at, renewed_at, expires_at)
+SELECT t.name, $2, $3, $4, now(), now(), now() + $5 * interval '1 millisecond'
+FROM unnest($1::text[]) AS t(name)
+ORDER BY t.name
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, host_name = excluded.host_name, pid = excluded.pid,
 	acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at
 WHERE l.expires_at <= now()
-RETURNING expires_at`
+RETURNING name`
 
-	sqlLeaseHolder = `SELECT host_name, pid, expires_at, greatest(expires_at - now(), interval '0') FROM reconcile_run_lease WHERE name = $1`
+	sqlLeaseHolders = `SELECT name, host_name, pid, greatest(expires_at - now(), interval '0')
+FROM reconcile_run_lease WHERE name = ANY($1::text[]) AND holder <> $2`
 
-	sqlRenewLease = `UPDATE reconcile_run_lease SET renewed_at = now(), expires_at = now() + $3 * interval '1 millisecond'
-WHERE name = $1 AND holder = $2 AND expires_at > now()
-RETURNING expires_at`
+	sqlRenewLeases = `WITH mine AS (
+    SELECT name FROM reconcile_run_lease WHERE name = ANY($1::text[]) AND holder = $2 AND expires_at > now()
+    ORDER BY name FOR UPDATE
+)
+UPDATE reconcile_run_lease l SET renewed_at = now(), expires_at = now() + $3 * interval '1 millisecond'
+FROM mine WHERE l.name = mine.name
+RETURNING l.name, l.expires_at`
 
-	sqlReleaseLease = `UPDATE reconcile_run_lease SET expires_at = now() WHERE name = $1 AND holder = $2 AND expires_at > now()`
+	sqlReleaseLeases = `WITH mine AS (
+    SELECT name FROM reconcile_run_lease WHERE name = ANY($1::text[]) AND holder = $2 AND expires_at > now()
+    ORDER BY name FOR UPDATE
+)
+UPDATE reconcile_run_lease l SET expires_at = now() FROM mine WHERE l.name = mine.name`
 )
 
-// RunLockOptions tunes AcquireRunLockWith. Zero fields take the RunLease*
+// HeldClaim is an account's run claim that another process held live when
+// AcquireRunLease tried to take it.
+type HeldClaim struct {
+	Account string // "": the default account
+	Host    string // the holder's host name
+	PID     int    // the holder's process id
+	// ExpiresIn is how long the claim had left, by the database's clock,
+	// unless its holder renews it.
+	ExpiresIn time.Duration
+}
+
+// String describes the claim for messages: its lease name, holder and
+// expiry.
+func (h HeldClaim) String() string {
+	if h.Host == "" && h.PID == 0 && h.ExpiresIn == 0 {
+		return fmt.Sprintf("%q held by another process", LeaseName(h.Account))
+	}
+	return fmt.Sprintf("%q held by %s (pid %d), expires in %s unless renewed",
+		LeaseName(h.Account), h.Host, h.PID, h.ExpiresIn.Round(time.Second))
+}
+
+// RunLockOptions tunes AcquireRunLease. Zero fields take the RunLease*
 // constants. Tests shorten them; the job uses the defaults.
 type RunLockOptions struct {
 	TTL           time.Duration
@@ -97,12 +150,16 @@ func (o RunLockOptions) withDefaults() RunLockOptions {
 	return o
 }
 
-// RunLock is a held run claim (a lease). A heartbeat goroutine renews it
-// every RenewInterval until Release; Lost is closed when the claim is lost.
+// RunLock holds the run claims (leases) of one process, one per account,
+// under one holder token. A heartbeat goroutine renews them every
+// RenewInterval until Release; Lost is closed when any of them is lost.
 type RunLock struct {
-	o      RunLockOptions
-	pool   *pgxpool.Pool
-	holder string
+	o        RunLockOptions
+	pool     *pgxpool.Pool
+	holder   string
+	accounts []string    // held, sorted
+	names    []string    // their lease names, in the same order
+	skipped  []HeldClaim // sorted by account
 
 	// renewCtx is the parent of every renewal; Release cancels it.
 	renewCtx    context.Context
@@ -116,36 +173,60 @@ type RunLock struct {
 	released bool
 }
 
-// AcquireRunLock takes the run claim with the default timing; see
-// AcquireRunLockWith.
+// AcquireRunLock takes the default account's run claim with the default
+// timing: AcquireRunLease(ctx, cfg, []string{""}, RunLockOptions{}).
 func AcquireRunLock(ctx context.Context, cfg *pgx.ConnConfig) (*RunLock, error) {
-	return AcquireRunLockWith(ctx, cfg, RunLockOptions{})
+	return AcquireRunLease(ctx, cfg, []string{""}, RunLockOptions{})
 }
 
-// AcquireRunLockWith takes the run claim of the database cfg points at, on a
-// small pool of its own built from cfg (application_name
-// LockApplicationName). It works through any connection pooler: the claim
-// is one row, taken in one statement, and nothing depends on a session.
-//
-// It does not wait: when another process holds a claim that has not expired
-// (database clock), it returns an error wrapping ErrLocked that names the
-// holder's host and pid and when the claim expires. A claim that expired —
-// its holder died or was cut off — or was released is taken over. ctx
-// bounds the connect and the take.
-//
-// Guarantees once it returned a RunLock:
-//   - No other AcquireRunLock on the database succeeds until this claim was
-//     released or expired: RunLeaseTTL after its last renewal, by now().
-//   - Lost is closed, and Err says why, when a renewal finds the claim
-//     expired or held by another process, or when no renewal succeeded for
-//     StopAfter (a partition, a database that does not answer) — before the
-//     claim can expire on the server, as long as the two clocks run at the
-//     same rate.
+// AcquireRunLockWith takes the default account's run claim:
+// AcquireRunLease(ctx, cfg, []string{""}, o).
 func AcquireRunLockWith(ctx context.Context, cfg *pgx.ConnConfig, o RunLockOptions) (*RunLock, error) {
+	return AcquireRunLease(ctx, cfg, []string{""}, o)
+}
+
+// AcquireRunLease takes the run claims (see LeaseName) of the accounts it
+// can among accounts ("": the default account; duplicates count once), for
+// one holder token of this process (Holder), on a small pool of its own
+// built from cfg (application_name LockApplicationName). It works through
+// any connection pooler: a claim is one row, all are taken in one
+// statement, and nothing depends on a session.
+//
+// It does not wait: a claim another process holds live (not expired by the
+// database's clock) is skipped (Skipped names its holder and expiry), and
+// the others are taken. Only when it took none does it fail, with an error
+// wrapping ErrLocked that names every holder and when their claims expire.
+// A claim that expired — its holder died or was cut off — or was released
+// is taken over. ctx bounds the connect and the take. accounts must not be
+// empty (ErrInvalidArgument).
+//
+// Guarantees once it returned a RunLock, for each claim in Accounts:
+//   - No other AcquireRunLease on the database takes it until it was
+//     released or expired: RunLeaseTTL after its last renewal, by now().
+//   - Lost is closed, and Err says why, when a renewal finds any held claim
+//     expired or held by another process, or when no renewal succeeded for
+//     StopAfter (a partition, a database that does not answer) — before
+//     the claims can expire on the server, as long as the two clocks run at
+//     the same rate. The claims are renewed together, so they are lost
+//     together: the caller stops every account's work when Lost closes.
+func AcquireRunLease(ctx context.Context, cfg *pgx.ConnConfig, accounts []string, o RunLockOptions) (*RunLock, error) {
 	o = o.withDefaults()
 	if o.StopAfter >= o.TTL {
 		return nil, fmt.Errorf("db: run lock: StopAfter %s must be below TTL %s: %w", o.StopAfter, o.TTL, ErrInvalidArgument)
 	}
+	if len(accounts) == 0 {
+		return nil, fmt.Errorf("db: run lock: no account to claim: %w", ErrInvalidArgument)
+	}
+	accounts = slices.Clone(accounts)
+	slices.Sort(accounts)
+	accounts = slices.Compact(accounts)
+	byName := make(map[string]string, len(accounts))
+	names := make([]string, len(accounts))
+	for i, a := range accounts {
+		names[i] = LeaseName(a)
+		byName[names[i]] = a
+	}
+
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
 		return nil, fmt.Errorf("db: run lock: %w", err)
@@ -172,36 +253,83 @@ func AcquireRunLockWith(ctx context.Context, cfg *pgx.ConnConfig, o RunLockOptio
 	sent := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, o.CallTimeout)
 	defer cancel()
-	var expires time.Time
-	err = pool.QueryRow(tctx, sqlTakeLease, RunLockName, holder, host, os.Getpid(), o.TTL.Milliseconds()).Scan(&expires)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = heldBy(tctx, pool)
-		pool.Close()
-		return nil, err
+	rows, err := pool.Query(tctx, sqlTakeLeases, names, holder, host, os.Getpid(), o.TTL.Milliseconds())
+	var taken []string
+	if err == nil {
+		taken, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("db: run lock: take the claim: %w", err)
+		return nil, fmt.Errorf("db: run lock: take the claims: %w", err)
 	}
-	l := &RunLock{o: o, pool: pool, holder: holder,
-		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &RunLock{o: o, pool: pool, holder: holder}
+	for _, n := range names { // in accounts' order
+		if slices.Contains(taken, n) {
+			l.accounts, l.names = append(l.accounts, byName[n]), append(l.names, n)
+		}
+	}
+	if len(taken) < len(names) {
+		held, herr := heldBy(tctx, pool, names, holder)
+		for _, n := range names {
+			if slices.Contains(taken, n) {
+				continue
+			}
+			h := held[n] // zero when released since the take, or unreadable
+			h.Account = byName[n]
+			l.skipped = append(l.skipped, h)
+		}
+		if len(taken) == 0 {
+			pool.Close()
+			desc := make([]string, len(l.skipped))
+			for i, h := range l.skipped {
+				desc[i] = h.String()
+			}
+			if herr != nil {
+				desc = append(desc, fmt.Sprintf("(the holders could not be read: %v)", herr))
+			}
+			return nil, fmt.Errorf("db: run lock: %s: %w", strings.Join(desc, "; "), ErrLocked)
+		}
+	}
+	l.lost, l.stop, l.done = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	l.renewCtx, l.cancelRenew = context.WithCancel(context.Background())
 	go l.heartbeat(sent)
 	return l, nil
 }
 
-// heldBy describes the live claim that stopped a take, wrapping ErrLocked.
-func heldBy(ctx context.Context, q Querier) error {
-	var host string
-	var pid int
-	var expires time.Time
-	var left time.Duration
-	if err := q.QueryRow(ctx, sqlLeaseHolder, RunLockName).Scan(&host, &pid, &expires, &left); err != nil {
-		return fmt.Errorf("db: run lock %q: %w", RunLockName, ErrLocked)
+// heldBy describes the claims among names that another holder than holder
+// has, by lease name.
+func heldBy(ctx context.Context, q Querier, names []string, holder string) (map[string]HeldClaim, error) {
+	rows, err := q.Query(ctx, sqlLeaseHolders, names, holder)
+	if err != nil {
+		return nil, err
 	}
-	return fmt.Errorf("db: run lock %q: held by %s (pid %d), expires in %s unless renewed: %w",
-		RunLockName, host, pid, left.Round(time.Second), ErrLocked)
+	out := map[string]HeldClaim{}
+	var h HeldClaim
+	var name string
+	_, err = pgx.ForEachRow(rows, []any{&name, &h.Host, &h.PID, &h.ExpiresIn}, func() error {
+		out[name] = h
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
+
+// Accounts returns the accounts whose claims the lock holds ("": the
+// default account), sorted. They do not change: a lost claim closes Lost
+// instead.
+func (l *RunLock) Accounts() []string { return slices.Clone(l.accounts) }
+
+// Skipped returns the claims AcquireRunLease found held live by another
+// process (and so did not take), sorted by account. Host, PID and
+// ExpiresIn are zero when they could not be read (or the claim was
+// released right after the take).
+func (l *RunLock) Skipped() []HeldClaim { return slices.Clone(l.skipped) }
+
+// Holder returns the process's holder token: reconcile_run_lease.holder of
+// its claims, to be recorded as RunStart.LeaseHolder.
+func (l *RunLock) Holder() string { return l.holder }
 
 func newHolder() (string, error) {
 	b := make([]byte, 16)
@@ -211,9 +339,10 @@ func newHolder() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// heartbeat renews the claim every RenewInterval. lastOK is when the last
-// successful renewal (or the take) was sent, by the local monotonic clock:
-// the server's expiry is at least lastOK + TTL.
+// heartbeat renews the claims every RenewInterval, all in one statement.
+// lastOK is when the last successful renewal (or the take) was sent, by the
+// local monotonic clock: the server's expiry of every claim is at least
+// lastOK + TTL.
 func (l *RunLock) heartbeat(lastOK time.Time) {
 	defer close(l.done)
 	t := time.NewTicker(l.o.RenewInterval)
@@ -236,20 +365,26 @@ func (l *RunLock) heartbeat(lastOK time.Time) {
 			callEnd = deadline
 		}
 		ctx, cancel := context.WithDeadline(l.renewCtx, callEnd)
-		var expires time.Time
-		err := l.pool.QueryRow(ctx, sqlRenewLease, RunLockName, l.holder, l.o.TTL.Milliseconds()).Scan(&expires)
+		renewed, expires, err := l.renew(ctx)
 		cancel()
 		switch {
-		case err == nil:
+		case err == nil && len(renewed) == len(l.names):
 			lastOK, lastErr = sent, nil
 			if l.o.OnRenew != nil {
 				l.o.OnRenew(expires)
 			}
+		case err == nil:
+			var lost []string
+			for i, n := range l.names {
+				if !slices.Contains(renewed, n) {
+					lost = append(lost, fmt.Sprintf("%q", model.AccountLabel(l.accounts[i])))
+				}
+			}
+			l.markLost(fmt.Errorf("%w: the claim of account %s expired or another run took it over",
+				ErrLeaseLost, strings.Join(lost, ", ")))
+			return
 		case l.renewCtx.Err() != nil:
 			return // Release
-		case errors.Is(err, pgx.ErrNoRows):
-			l.markLost(fmt.Errorf("%w: the claim expired or another run took it over", ErrLeaseLost))
-			return
 		default:
 			lastErr = err
 			if !time.Now().Before(deadline) {
@@ -260,6 +395,29 @@ func (l *RunLock) heartbeat(lastOK time.Time) {
 	}
 }
 
+// renew renews every held claim in one statement and returns the names it
+// renewed and their earliest new expiry.
+func (l *RunLock) renew(ctx context.Context) ([]string, time.Time, error) {
+	rows, err := l.pool.Query(ctx, sqlRenewLeases, l.names, l.holder, l.o.TTL.Milliseconds())
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var renewed []string
+	var earliest, exp time.Time
+	var name string
+	_, err = pgx.ForEachRow(rows, []any{&name, &exp}, func() error {
+		renewed = append(renewed, name)
+		if earliest.IsZero() || exp.Before(earliest) {
+			earliest = exp
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return renewed, earliest, nil
+}
+
 func (l *RunLock) markLost(err error) {
 	l.lostOnce.Do(func() {
 		l.lostErr = err
@@ -267,14 +425,16 @@ func (l *RunLock) markLost(err error) {
 	})
 }
 
-// Lost returns a channel that is closed when the claim is lost: a renewal
-// found it expired or taken over, or no renewal succeeded for StopAfter.
-// From then on another run may hold it (once it expired), and the caller
-// must stop starting work. It is never closed by Release.
+// Lost returns a channel that is closed when a claim is lost: a renewal
+// found one of them expired or taken over, or no renewal succeeded for
+// StopAfter. From then on another run may hold it (once it expired), and
+// the caller must stop starting work, for every account. It is never
+// closed by Release.
 func (l *RunLock) Lost() <-chan struct{} { return l.lost }
 
-// Err returns why the claim was lost (wrapping ErrLeaseLost), or nil while
-// Lost is open.
+// Err returns why a claim was lost (wrapping ErrLeaseLost; it names the
+// accounts whose claims a renewal did not find), or nil while Lost is
+// open.
 func (l *RunLock) Err() error {
 	select {
 	case <-l.lost:
@@ -284,11 +444,12 @@ func (l *RunLock) Err() error {
 	}
 }
 
-// Release stops the heartbeat, ends the claim (expires_at = now(), so the
-// next run may take it at once) and closes the lease's pool. Everything it
+// Release stops the heartbeat, ends every claim still held (expires_at =
+// now(), so the next run may take them at once; one statement) and closes
+// the lease's pool. Everything it
 // waits for is bounded by ctx and by CallTimeout: when the database does not
 // answer it returns the error and leaves the pool to close in the
-// background; the claim then simply expires RunLeaseTTL after its last
+// background; the claims then simply expire RunLeaseTTL after their last
 // renewal, so the error is only informative. Calling Release again returns
 // nil. It must not be called concurrently with itself.
 func (l *RunLock) Release(ctx context.Context) error {
@@ -306,7 +467,7 @@ func (l *RunLock) Release(ctx context.Context) error {
 		go func() { <-l.done; l.pool.Close() }()
 		return fmt.Errorf("db: run lock: release: a renewal does not end: %w", ctx.Err())
 	}
-	_, err := l.pool.Exec(ctx, sqlReleaseLease, RunLockName, l.holder)
+	_, err := l.pool.Exec(ctx, sqlReleaseLeases, l.names, l.holder)
 	closed := make(chan struct{})
 	go func() { l.pool.Close(); close(closed) }()
 	select {

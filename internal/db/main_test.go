@@ -17,6 +17,7 @@ type desired struct {
 	domain, url string
 	reqAuth     bool
 	key, region string // "" is stored as NULL
+	account     string // "" is stored as NULL: the default account
 }
 
 func nullIfEmpty(s string) any {
@@ -28,11 +29,11 @@ func nullIfEmpty(s string) any {
 
 func upsertDesired(t testing.TB, pool *pgxpool.Pool, d desired) {
 	t.Helper()
-	_, err := pool.Exec(testutil.Context(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key, region_id)
-VALUES ($1, $2, $3, $4, $5)
+	_, err := pool.Exec(testutil.Context(t), `INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key, region_id, account)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (domain_name) DO UPDATE SET notify_url = excluded.notify_url, notify_req_auth = excluded.notify_req_auth,
-  notify_auth_key = excluded.notify_auth_key, region_id = excluded.region_id, updated_at = now()`,
-		d.domain, d.url, d.reqAuth, nullIfEmpty(d.key), nullIfEmpty(d.region))
+  notify_auth_key = excluded.notify_auth_key, region_id = excluded.region_id, account = excluded.account, updated_at = now()`,
+		d.domain, d.url, d.reqAuth, nullIfEmpty(d.key), nullIfEmpty(d.region), nullIfEmpty(d.account))
 	if err != nil {
 		t.Fatalf("upsert desired %s: %v", d.domain, err)
 	}

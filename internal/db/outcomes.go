@@ -22,11 +22,12 @@ const (
 // sqlWriteOutcomes is one statement, hence one transaction:
 //  1. ins inserts the batch into reconcile_outcomes, with the values each
 //     outcome is about ($15..$17: notify_url, notify_req_auth, region_id;
-//     NULL when empty, notify_req_auth NULL without a notify_url); a
+//     NULL when empty, notify_req_auth NULL without a notify_url) and the
+//     account it was for ($18; NULL for the default account, ""); a
 //     (run_id, domain_name) already there is skipped (a retried batch, or a
 //     domain twice in a batch: the first one wins);
 //  2. st upserts reconcile_domain_state from the rows actually inserted:
-//     last_* always; done_fingerprint, remote_exists and unconfirmed as the
+//     last_* and account always; done_fingerprint, remote_exists and unconfirmed as the
 //     outcome's kind says (model.OutcomeKind: Done, Remote, Confirms);
 //  3. the final UPDATE adds the per-outcome counts of the inserted rows to
 //     the run, and requests/throttled/invalid_unchanged ($12..$14) when at
@@ -61,26 +62,30 @@ func writeOutcomesSQL() string {
 	}
 	return `WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],
-                         $9::text[], $10::timestamptz[], $11::bool[], $15::text[], $16::bool[], $17::text[])
+                         $9::text[], $10::timestamptz[], $11::bool[], $15::text[], $16::bool[], $17::text[],
+                         $18::text[])
         AS t(domain_name, outcome, error_code, error_message, http_status, request_id, attempts, fingerprint,
-             finished_at, possibly_applied, notify_url, notify_req_auth, region_id)
+             finished_at, possibly_applied, notify_url, notify_req_auth, region_id, account)
 ), ins AS (
     INSERT INTO reconcile_outcomes (run_id, domain_name, outcome, error_code, error_message, http_status,
                                     request_id, attempts, fingerprint, finished_at, possibly_applied,
-                                    notify_url, notify_req_auth, region_id)
+                                    notify_url, notify_req_auth, region_id, account)
     SELECT $1, domain_name, outcome, NULLIF(error_code, ''), NULLIF(error_message, ''), NULLIF(http_status, 0),
            NULLIF(request_id, ''), attempts, fingerprint, coalesce(finished_at, now()), possibly_applied,
-           NULLIF(notify_url, ''), CASE WHEN notify_url <> '' THEN notify_req_auth END, NULLIF(region_id, '')
+           NULLIF(notify_url, ''), CASE WHEN notify_url <> '' THEN notify_req_auth END, NULLIF(region_id, ''),
+           NULLIF(account, '')
     FROM input
     ON CONFLICT (run_id, domain_name) DO NOTHING
-    RETURNING id, run_id, domain_name, outcome, fingerprint, error_code, error_message, finished_at
+    RETURNING id, run_id, domain_name, outcome, fingerprint, error_code, error_message, finished_at, account
 ), st AS (
     INSERT INTO reconcile_domain_state AS s (domain_name, last_outcome_id, last_run_id, last_outcome,
-        last_fingerprint, last_error_code, last_error_message, last_finished_at, done_fingerprint, remote_exists)
+        last_fingerprint, last_error_code, last_error_message, last_finished_at, done_fingerprint, remote_exists,
+        account)
     SELECT domain_name, id, run_id, outcome, fingerprint, error_code, error_message, finished_at,
            CASE WHEN outcome IN (` + done + `) THEN fingerprint END,
            CASE WHEN outcome IN (` + exists + `) THEN true
-                WHEN outcome IN (` + absent + `) THEN false END
+                WHEN outcome IN (` + absent + `) THEN false END,
+           account
     FROM ins
     ON CONFLICT (domain_name) DO UPDATE SET
         last_outcome_id    = excluded.last_outcome_id,
@@ -90,6 +95,7 @@ func writeOutcomesSQL() string {
         last_error_code    = excluded.last_error_code,
         last_error_message = excluded.last_error_message,
         last_finished_at   = excluded.last_finished_at,
+        account            = excluded.account,
         done_fingerprint   = CASE WHEN excluded.last_outcome IN (` + forgetsDone + `) THEN NULL
                                   ELSE coalesce(excluded.done_fingerprint, s.done_fingerprint) END,
         remote_exists      = coalesce(excluded.remote_exists, s.remote_exists),
@@ -132,18 +138,22 @@ func sqlList(os []model.Outcome) string {
 
 // sqlMarkSending records, before a run sends writes for a page of rows, that
 // each row's values (fingerprint; empty for a Delete) may be about to reach
-// the cloud: the fingerprint joins unconfirmed, and done_fingerprint is
+// the cloud in the account the write goes to ($3; NULL for the default
+// account, ""): the fingerprint joins unconfirmed, done_fingerprint is
 // cleared, since the cloud's config is no longer known until an answer
-// proves it. A domain without a state row gets one (last_* NULL); a domain
-// already marked with the same values is not written again.
-const sqlMarkSending = `INSERT INTO reconcile_domain_state AS s (domain_name, unconfirmed)
-SELECT domain_name, CASE WHEN fingerprint = '' THEN '{}'::text[] ELSE ARRAY[fingerprint] END
-FROM unnest($1::text[], $2::text[]) AS t(domain_name, fingerprint)
+// proves it, and account becomes the write's. A domain without a state row
+// gets one (last_* NULL); a domain already marked with the same values in
+// the same account is not written again.
+const sqlMarkSending = `INSERT INTO reconcile_domain_state AS s (domain_name, unconfirmed, account)
+SELECT domain_name, CASE WHEN fingerprint = '' THEN '{}'::text[] ELSE ARRAY[fingerprint] END, NULLIF(account, '')
+FROM unnest($1::text[], $2::text[], $3::text[]) AS t(domain_name, fingerprint, account)
 ON CONFLICT (domain_name) DO UPDATE SET
     done_fingerprint = NULL,
     unconfirmed      = CASE WHEN excluded.unconfirmed <@ s.unconfirmed THEN s.unconfirmed
-                            ELSE s.unconfirmed || excluded.unconfirmed END
-WHERE s.done_fingerprint IS NOT NULL OR NOT (excluded.unconfirmed <@ s.unconfirmed)`
+                            ELSE s.unconfirmed || excluded.unconfirmed END,
+    account          = excluded.account
+WHERE s.done_fingerprint IS NOT NULL OR NOT (excluded.unconfirmed <@ s.unconfirmed)
+   OR s.account IS DISTINCT FROM excluded.account`
 
 // MarkSending records intents in one statement, before their requests are
 // sent (see sqlMarkSending): from then on, until an answer proves what the
@@ -152,13 +162,16 @@ WHERE s.done_fingerprint IS NOT NULL OR NOT (excluded.unconfirmed <@ s.unconfirm
 // before the first of the requests leaves; a process killed after it leaves
 // at most a harmless extra request or Describe for the next run. A domain
 // may appear only once in intents (ErrInvalidArgument otherwise). Marking a
-// domain again is idempotent.
+// domain again is idempotent. Each intent's Account ("": the default
+// account) is stored as the domain's reconcile_domain_state.account: the
+// account that may now hold the domain's config, where --prune deletes.
 func MarkSending(ctx context.Context, q Querier, intents []model.Intent) error {
 	if len(intents) == 0 {
 		return nil
 	}
 	domains := make([]string, len(intents))
 	fps := make([]string, len(intents))
+	accounts := make([]string, len(intents))
 	seen := make(map[string]struct{}, len(intents))
 	for i, in := range intents {
 		if in.Domain == "" {
@@ -168,9 +181,9 @@ func MarkSending(ctx context.Context, q Querier, intents []model.Intent) error {
 			return fmt.Errorf("db: mark sending: domain %q twice: %w", in.Domain, ErrInvalidArgument)
 		}
 		seen[in.Domain] = struct{}{}
-		domains[i], fps[i] = in.Domain, in.Fingerprint
+		domains[i], fps[i], accounts[i] = in.Domain, in.Fingerprint, in.Account
 	}
-	if _, err := q.Exec(ctx, sqlMarkSending, domains, fps); err != nil {
+	if _, err := q.Exec(ctx, sqlMarkSending, domains, fps, accounts); err != nil {
 		return fmt.Errorf("db: mark %d domains as sending: %w", len(intents), err)
 	}
 	return nil
@@ -179,9 +192,10 @@ func MarkSending(ctx context.Context, q Querier, intents []model.Intent) error {
 // WriteOutcomes records a batch of results of run runID in one statement
 // (one transaction, or part of the caller's when q is a pgx.Tx):
 // it inserts them into reconcile_outcomes (with each result's NotifyURL,
-// ReqAuth and Region: the values sent, never the key), updates reconcile_domain_state for
-// their domains (last outcome always; done_fingerprint when the outcome is
-// done, kept otherwise) and adds to the run's counters the per-outcome counts
+// ReqAuth and Region: the values sent, never the key; and its Account, NULL
+// for the default account ""), updates reconcile_domain_state for their
+// domains (last outcome and account always; done_fingerprint when the
+// outcome is done, kept otherwise) and adds to the run's counters the per-outcome counts
 // of the rows it inserted plus c.Requests, c.Throttled and
 // c.InvalidUnchanged. c's per-outcome fields must be zero: they are derived
 // from rs.
@@ -226,6 +240,7 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		urls      = make([]string, n)
 		reqAuths  = make([]bool, n)
 		regions   = make([]string, n)
+		accounts  = make([]string, n)
 	)
 	for i, r := range rs {
 		switch {
@@ -251,6 +266,7 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		}
 		possibly[i] = r.PossiblyApplied
 		urls[i], reqAuths[i], regions[i] = r.NotifyURL, r.ReqAuth, r.Region
+		accounts[i] = r.Account
 	}
 	kinds := model.Outcomes()
 	counts := make([]int64, 1+len(kinds))
@@ -259,7 +275,7 @@ func WriteOutcomes(ctx context.Context, q Querier, runID int64, rs []model.Resul
 		dest[i] = &counts[i]
 	}
 	err := q.QueryRow(ctx, sqlWriteOutcomes, runID, domains, outcomes, codes, messages, statuses, reqIDs,
-		attempts, fps, finishedA, possibly, c.Requests, c.Throttled, c.InvalidUnchanged, urls, reqAuths, regions).Scan(dest...)
+		attempts, fps, finishedA, possibly, c.Requests, c.Throttled, c.InvalidUnchanged, urls, reqAuths, regions, accounts).Scan(dest...)
 	if err != nil {
 		if isForeignKeyViolation(err) || isNoRows(err) {
 			return nil, fmt.Errorf("db: write %d outcomes of run %d: %w", n, runID, ErrRunNotFound)

@@ -5,19 +5,33 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reconcile/reconcile/internal/model"
 )
 
 // Queries of `reconcile plan`. The pending rows themselves come from
 // PendingPage, the run's own query; these read what PendingPage does not:
 // the rows that are not pending (done, invalid and unchanged) through the
-// snapshot_callback_status view, and the last error of a few domains.
+// snapshot_callback_status view, the counts per account through the
+// reconcile_account_status view, the accounts of a page's rows, and the last
+// error of a few domains.
 const (
 	sqlStatusCounts = `SELECT count(*), count(*) FILTER (WHERE pending), count(*) FILTER (WHERE done),
        count(*) FILTER (WHERE invalid_unchanged)
 FROM snapshot_callback_status`
 
 	statusSampleColumns = `domain_name, coalesce(outcome, ''), coalesce(run_id, 0), coalesce(error_code, ''),
-       coalesce(error_message, '')`
+       coalesce(error_message, ''), coalesce(account, '')`
+
+	// sqlAccountStatus: the counts of CountStatus per account, the default
+	// account (NULL) first.
+	sqlAccountStatus = `SELECT coalesce(account, ''), unknown, disabled, desired, pending, done, invalid_unchanged
+FROM reconcile_account_status
+ORDER BY account NULLS FIRST`
+
+	// sqlRowAccounts: the accounts of some desired rows, by primary key.
+	sqlRowAccounts = `SELECT domain_name, coalesce(account, '') FROM desired_snapshot_callbacks
+WHERE domain_name = ANY($1::text[])`
 
 	sqlDoneSample = `SELECT ` + statusSampleColumns + `
 FROM snapshot_callback_status WHERE done ORDER BY domain_name LIMIT $1`
@@ -39,6 +53,20 @@ type StatusCounts struct {
 	InvalidUnchanged int64 // invalid before with the same values: counted, not re-sent
 }
 
+// AccountStatusCounts are the StatusCounts of one account's desired rows,
+// from the reconcile_account_status view.
+type AccountStatusCounts struct {
+	// Account is the account ("": the default account).
+	Account string
+	// Unknown: no reconcile_accounts row names the account (never true for
+	// the default account): a run cannot reach it and its rows stay pending.
+	Unknown bool
+	// Disabled: reconcile_accounts.disabled; runs skip the account and its
+	// rows stay pending.
+	Disabled bool
+	StatusCounts
+}
+
 // DomainStatus is a desired domain's latest outcome, from
 // snapshot_callback_status. Outcome is "" (and RunID 0) when the domain was
 // never attempted. ErrorMessage never holds an auth key (outcomes never do).
@@ -48,6 +76,8 @@ type DomainStatus struct {
 	RunID        int64
 	ErrorCode    string
 	ErrorMessage string
+	// Account is the desired row's account ("": the default account).
+	Account string
 }
 
 // CountStatus counts the desired rows by status in one statement (one scan
@@ -59,6 +89,60 @@ func CountStatus(ctx context.Context, q Querier) (StatusCounts, error) {
 		return StatusCounts{}, fmt.Errorf("db: count desired rows by status: %w", err)
 	}
 	return c, nil
+}
+
+// CountStatusByAccount counts the desired rows by status per account (one
+// statement over the reconcile_account_status view), the default account
+// first and then by name; accounts without desired rows are not listed.
+// The counts of all accounts add up to those of CountStatus.
+func CountStatusByAccount(ctx context.Context, q Querier) ([]AccountStatusCounts, error) {
+	rows, err := q.Query(ctx, sqlAccountStatus)
+	if err != nil {
+		return nil, fmt.Errorf("db: count desired rows by account: %w", err)
+	}
+	var out []AccountStatusCounts
+	var a AccountStatusCounts
+	_, err = pgx.ForEachRow(rows, []any{&a.Account, &a.Unknown, &a.Disabled, &a.Desired, &a.Pending, &a.Done,
+		&a.InvalidUnchanged}, func() error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: count desired rows by account: %w", err)
+	}
+	return out, nil
+}
+
+// FillAccounts sets the Account of each of rows (desired rows, as a page of
+// PendingPage returns them) from desired_snapshot_callbacks, by domain: one
+// statement per call. A row no longer desired keeps its Account. Run it in
+// the transaction the rows were read in, so that both agree.
+func FillAccounts(ctx context.Context, q Querier, rows []model.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	names := make([]string, len(rows))
+	for i, r := range rows {
+		names[i] = r.Domain
+	}
+	res, err := q.Query(ctx, sqlRowAccounts, names)
+	if err != nil {
+		return fmt.Errorf("db: accounts of desired rows: %w", err)
+	}
+	byDomain := make(map[string]string, len(rows))
+	var d, a string
+	if _, err := pgx.ForEachRow(res, []any{&d, &a}, func() error {
+		byDomain[d] = a
+		return nil
+	}); err != nil {
+		return fmt.Errorf("db: accounts of desired rows: %w", err)
+	}
+	for i := range rows {
+		if a, ok := byDomain[rows[i].Domain]; ok {
+			rows[i].Account = a
+		}
+	}
+	return nil
 }
 
 // DoneSample returns the first limit done domains in domain_name order
@@ -118,7 +202,7 @@ func LastOutcomes(ctx context.Context, q Querier, domains []string) (map[string]
 func scanStatuses(rows pgx.Rows) ([]DomainStatus, error) {
 	var out []DomainStatus
 	var s DomainStatus
-	_, err := pgx.ForEachRow(rows, []any{&s.Domain, &s.Outcome, &s.RunID, &s.ErrorCode, &s.ErrorMessage}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&s.Domain, &s.Outcome, &s.RunID, &s.ErrorCode, &s.ErrorMessage, &s.Account}, func() error {
 		out = append(out, s)
 		return nil
 	})

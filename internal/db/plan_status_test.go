@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -94,5 +95,87 @@ func TestStatusQueries(t *testing.T) {
 	}
 	if last, err := db.LastOutcomes(ctx, pool, nil); err != nil || len(last) != 0 {
 		t.Fatalf("LastOutcomes(nil) = %v, %v", last, err)
+	}
+}
+
+// The counts per account, the accounts of a page and the account of the
+// samples.
+func TestStatusByAccount(t *testing.T) {
+	t.Parallel()
+	tdb := testdb.New(t)
+	ctx := testutil.Context(t)
+	pool := tdb.Pool
+	if got, err := db.CountStatusByAccount(ctx, pool); err != nil || len(got) != 0 {
+		t.Fatalf("CountStatusByAccount on an empty table = %+v, %v", got, err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO reconcile_accounts (name, credentials, disabled) VALUES ('t-a', 'default', false), ('t-off', 'default', true)`); err != nil {
+		t.Fatal(err)
+	}
+	accounts := map[string]string{"a-done": "", "b-new": "", "c-done": "t-a", "d-invalid": "t-a", "e-new": "t-a",
+		"f-new": "t-off", "g-new": "zz-unknown"}
+	for d, a := range accounts {
+		upsertDesired(t, pool, desired{domain: d + ".example.com", url: "https://h.example.com/" + d})
+		if a != "" {
+			if _, err := pool.Exec(ctx, `UPDATE desired_snapshot_callbacks SET account = $2 WHERE domain_name = $1`, d+".example.com", a); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	record(t, pool, "a-done.example.com", model.OutcomeApplied)
+	record(t, pool, "c-done.example.com", model.OutcomeApplied)
+	record(t, pool, "d-invalid.example.com", model.OutcomeInvalid)
+
+	got, err := db.CountStatusByAccount(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []db.AccountStatusCounts{
+		{Account: "", StatusCounts: db.StatusCounts{Desired: 2, Pending: 1, Done: 1}},
+		{Account: "t-a", StatusCounts: db.StatusCounts{Desired: 3, Pending: 1, Done: 1, InvalidUnchanged: 1}},
+		{Account: "t-off", Disabled: true, StatusCounts: db.StatusCounts{Desired: 1, Pending: 1}},
+		{Account: "zz-unknown", Unknown: true, StatusCounts: db.StatusCounts{Desired: 1, Pending: 1}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("CountStatusByAccount = %+v, want %+v", got, want)
+	}
+	var sum db.StatusCounts
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("account %d = %+v, want %+v", i, got[i], want[i])
+		}
+		sum.Desired += got[i].Desired
+		sum.Pending += got[i].Pending
+		sum.Done += got[i].Done
+		sum.InvalidUnchanged += got[i].InvalidUnchanged
+	}
+	if total, err := db.CountStatus(ctx, pool); err != nil || total != sum {
+		t.Errorf("CountStatus = %+v, %v; the accounts add up to %+v", total, err, sum)
+	}
+
+	// FillAccounts sets the account of each row of a page.
+	page := allPending(t, pool, 100)
+	if err := db.FillAccounts(ctx, pool, page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 4 {
+		t.Fatalf("pending = %+v", page)
+	}
+	for _, r := range page {
+		if r.Account != accounts[strings.TrimSuffix(r.Domain, ".example.com")] {
+			t.Errorf("%s: account %q", r.Domain, r.Account)
+		}
+	}
+	if err := db.FillAccounts(ctx, pool, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The samples carry the account.
+	done, err := db.DoneSample(ctx, pool, 10)
+	if err != nil || len(done) != 2 || done[0].Account != "" || done[1].Account != "t-a" {
+		t.Fatalf("DoneSample = %+v, %v", done, err)
+	}
+	inv, err := db.InvalidUnchangedSample(ctx, pool, 10)
+	if err != nil || len(inv) != 1 || inv[0].Account != "t-a" {
+		t.Fatalf("InvalidUnchangedSample = %+v, %v", inv, err)
 	}
 }

@@ -11,13 +11,30 @@ import (
 
 // Queries of `reconcile report`. They read the views of migration 003
 // (reconcile_run_summary, reconcile_failures_by_code), so the command and
-// SQL users see the same numbers.
+// SQL users see the same numbers, and the accounts of a run from
+// reconcile_run_accounts and reconcile_outcomes (schema 7).
 const (
 	sqlLatestNonDryRunID = `SELECT id FROM reconcile_runs WHERE status <> 'dry_run' ORDER BY id DESC LIMIT 1`
 
-	sqlFailuresByCode = `SELECT outcome, coalesce(error_code, ''), count, sample_domains, coalesce(sample_message, '')
+	sqlFailuresByCode = `SELECT outcome, coalesce(error_code, ''), count, sample_domains, coalesce(sample_message, ''),
+       coalesce(account, '')
 FROM reconcile_failures_by_code WHERE run_id = $1
-ORDER BY count DESC, outcome, error_code NULLS LAST`
+ORDER BY count DESC, outcome, error_code NULLS LAST, account NULLS FIRST`
+
+	// sqlRunAccounts: the accounts a run took up, the default account
+	// (NULL) first.
+	sqlRunAccounts = `SELECT coalesce(account, ''), status, coalesce(reason, ''), coalesce(error_code, ''), pending, done,
+       not_done, requests, throttled, rate, started_at, finished_at,
+       coalesce(extract(epoch FROM finished_at - started_at), 0)::double precision
+FROM reconcile_run_accounts WHERE run_id = $1
+ORDER BY account NULLS FIRST`
+
+	// sqlAccountOutcomes: a run's outcomes counted per account and outcome.
+	// Reads the run's outcomes through the (run_id, domain_name) index.
+	sqlAccountOutcomes = `SELECT coalesce(account, ''), outcome, count(*)
+FROM reconcile_outcomes WHERE run_id = $1
+GROUP BY account, outcome
+ORDER BY account NULLS FIRST, outcome`
 
 	// sqlOutcomeTimes: per outcome of one run, the attempts spent and when
 	// (seconds after the run started) the first and the last were recorded.
@@ -64,6 +81,35 @@ type FailureGroup struct {
 	Count         int64
 	SampleDomains []string // up to 5, the first by name
 	SampleMessage string   // the error message of the first sample
+	Account       string   // the account of the outcomes ("": the default account)
+}
+
+// RunAccount is one row of reconcile_run_accounts: an account a run took
+// up, its status and counts.
+type RunAccount struct {
+	Account   string // "": the default account
+	Status    string // running, succeeded, failed, interrupted, skipped
+	Reason    string // why it failed or was skipped ("" when none)
+	ErrorCode string // the API's error code that stopped it ("" when none)
+	Pending   int64  // rows pending when it started
+	Done      int64
+	NotDone   int64
+	Requests  int64
+	Throttled int64
+	// Rate is the rate the account was run at; nil when not recorded.
+	Rate       *float64
+	StartedAt  time.Time
+	FinishedAt time.Time // zero while running
+	// Duration is finished_at - started_at (0 while running).
+	Duration time.Duration
+}
+
+// AccountOutcomeCount is how many outcomes of one kind a run recorded for
+// one account.
+type AccountOutcomeCount struct {
+	Account string // "": the default account
+	Outcome string
+	Count   int64
 }
 
 // OutcomeTiming is what a run's outcomes of one kind cost and when they
@@ -134,13 +180,64 @@ func FailuresByCode(ctx context.Context, q Querier, id int64) ([]FailureGroup, e
 	}
 	out := []FailureGroup{}
 	var g FailureGroup
-	_, err = pgx.ForEachRow(rows, []any{&g.Outcome, &g.ErrorCode, &g.Count, &g.SampleDomains, &g.SampleMessage}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&g.Outcome, &g.ErrorCode, &g.Count, &g.SampleDomains, &g.SampleMessage, &g.Account}, func() error {
 		out = append(out, g)
 		g.SampleDomains = nil // ForEachRow scans into the same slice otherwise
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("db: failures of run %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// RunAccounts returns the accounts run id took up (reconcile_run_accounts),
+// the default account first and then by name; an empty slice for a run
+// from before schema 7, or an unknown run. One statement.
+func RunAccounts(ctx context.Context, q Querier, id int64) ([]RunAccount, error) {
+	rows, err := q.Query(ctx, sqlRunAccounts, id)
+	if err != nil {
+		return nil, fmt.Errorf("db: accounts of run %d: %w", id, err)
+	}
+	out := []RunAccount{}
+	var (
+		a        RunAccount
+		finished *time.Time
+		seconds  float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&a.Account, &a.Status, &a.Reason, &a.ErrorCode, &a.Pending, &a.Done, &a.NotDone,
+		&a.Requests, &a.Throttled, &a.Rate, &a.StartedAt, &finished, &seconds}, func() error {
+		a.FinishedAt = time.Time{}
+		if finished != nil {
+			a.FinishedAt = *finished
+		}
+		a.Duration = secondsToDuration(seconds)
+		out = append(out, a)
+		a.Rate = nil // ForEachRow scans into the same pointer otherwise
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: accounts of run %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// AccountOutcomes counts the outcomes of run id per account and outcome
+// (from reconcile_outcomes), the default account first; an empty slice
+// when the run recorded none. One statement over the run's outcomes.
+func AccountOutcomes(ctx context.Context, q Querier, id int64) ([]AccountOutcomeCount, error) {
+	rows, err := q.Query(ctx, sqlAccountOutcomes, id)
+	if err != nil {
+		return nil, fmt.Errorf("db: outcomes per account of run %d: %w", id, err)
+	}
+	out := []AccountOutcomeCount{}
+	var c AccountOutcomeCount
+	_, err = pgx.ForEachRow(rows, []any{&c.Account, &c.Outcome, &c.Count}, func() error {
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: outcomes per account of run %d: %w", id, err)
 	}
 	return out, nil
 }

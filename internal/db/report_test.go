@@ -170,3 +170,74 @@ func TestReportQueries(t *testing.T) {
 		t.Fatalf("%d runs, %d summary rows (%v)", runs, rows, err)
 	}
 }
+
+// The accounts of a run: reconcile_run_accounts as RunAccounts reads it,
+// the outcomes per account, and the account of each failure group.
+func TestReportAccountQueries(t *testing.T) {
+	t.Parallel()
+	tdb := testdb.New(t)
+	ctx := testutil.Context(t)
+	pool := tdb.Pool
+	rs := []model.Result{
+		{Domain: "a.example.com", Outcome: model.OutcomeApplied, Attempts: 1},
+		{Domain: "b.example.com", Outcome: model.OutcomeFailed, ErrorCode: "Throttling.User", ErrorMessage: "denied", Attempts: 5},
+		{Domain: "c.example.com", Outcome: model.OutcomeFailed, ErrorCode: "Throttling.User", ErrorMessage: "denied", Attempts: 5, Account: "t-a"},
+		{Domain: "d.example.com", Outcome: model.OutcomeApplied, Attempts: 1, Account: "t-a"},
+	}
+	id := reportRun(t, pool, db.RunSucceeded, rs, db.RunCounters{Requests: 12})
+	before := reportRun(t, pool, db.RunSucceeded, rs[:1], db.RunCounters{Requests: 1})
+	for _, r := range rs {
+		if r.Account != "" {
+			if _, err := pool.Exec(ctx, `UPDATE reconcile_outcomes SET account = $2 WHERE run_id = $1 AND domain_name = $3`, id, r.Account, r.Domain); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO reconcile_run_accounts (run_id, account, status, reason, error_code, pending, done,
+not_done, requests, throttled, rate, started_at, finished_at) VALUES
+($1, 't-b', 'failed', 'credentials refused', 'NoPermission', 3, 0, 0, 1, 0, NULL, now() - interval '10 s', now() - interval '9 s'),
+($1, NULL, 'succeeded', NULL, NULL, 2, 1, 1, 6, 2, 25, now() - interval '10 s', now() - interval '5 s'),
+($1, 't-a', 'running', NULL, NULL, 2, 1, 1, 5, 0, 12.5, now() - interval '10 s', NULL)`, id); err != nil {
+		t.Fatal(err)
+	}
+
+	accounts, err := db.RunAccounts(ctx, pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accounts) != 3 {
+		t.Fatalf("RunAccounts = %+v", accounts)
+	}
+	d, a, b := accounts[0], accounts[1], accounts[2]
+	if d.Account != "" || d.Status != "succeeded" || d.Pending != 2 || d.Done != 1 || d.NotDone != 1 || d.Requests != 6 ||
+		d.Throttled != 2 || d.Rate == nil || *d.Rate != 25 || d.FinishedAt.IsZero() || d.Duration < 4*time.Second || d.Duration > 6*time.Second {
+		t.Errorf("default account = %+v", d)
+	}
+	if a.Account != "t-a" || a.Status != "running" || a.Rate == nil || *a.Rate != 12.5 || !a.FinishedAt.IsZero() || a.Duration != 0 {
+		t.Errorf("t-a = %+v", a)
+	}
+	if b.Account != "t-b" || b.Status != "failed" || b.Reason != "credentials refused" || b.ErrorCode != "NoPermission" || b.Rate != nil {
+		t.Errorf("t-b = %+v", b)
+	}
+	if got, err := db.RunAccounts(ctx, pool, before); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("RunAccounts of a run without accounts = %#v, %v; want an empty slice", got, err)
+	}
+
+	counts, err := db.AccountOutcomes(ctx, pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []db.AccountOutcomeCount{{"", "applied", 1}, {"", "failed", 1}, {"t-a", "applied", 1}, {"t-a", "failed", 1}}
+	if !slices.Equal(counts, want) {
+		t.Errorf("AccountOutcomes = %+v, want %+v", counts, want)
+	}
+
+	groups, err := db.FailuresByCode(ctx, pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 2 || groups[0].Account != "" || groups[1].Account != "t-a" ||
+		groups[0].SampleDomains[0] != "b.example.com" || groups[1].SampleDomains[0] != "c.example.com" {
+		t.Errorf("FailuresByCode = %+v", groups)
+	}
+}

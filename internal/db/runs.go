@@ -33,6 +33,10 @@ type RunStart struct {
 	HostName    string
 	Version     string // program version
 	Kind        string // RunKindRun (default when empty) or RunKindVerify
+	// LeaseHolder is the holder token of the process's run claims
+	// (RunLock.Holder; reconcile_runs.lease_holder, NULL when empty): while
+	// one of its claims is live, AbandonRunning leaves the run alone.
+	LeaseHolder string
 }
 
 // Run kinds (reconcile_runs.kind).
@@ -150,11 +154,30 @@ var runColumns = `id, started_at, finished_at, status, ` + outcomeColumns() + `,
 	throttled, rate, concurrency, host_name, program_version, coalesce(note, ''), kind, coalesce(exit_code, -1)`
 
 const (
-	sqlAbandonRunning = `UPDATE reconcile_runs SET status = 'failed', finished_at = now(), note = $1
-WHERE status = 'running'`
+	// sqlAbandonRunning marks as failed the running runs ($2: the caller's
+	// holder token) whose process no longer holds a live claim: a run with
+	// a lease_holder when no live claim has that holder (and it is not the
+	// caller's); a run without one (begun before schema 7, or by a process
+	// without claims) when no live claim exists but the caller's.
+	// Their accounts still running fail with the same note.
+	sqlAbandonRunning = `WITH gone AS (
+    UPDATE reconcile_runs r SET status = 'failed', finished_at = now(), note = $1
+    WHERE r.status = 'running'
+      AND CASE WHEN r.lease_holder IS NULL
+               THEN NOT EXISTS (SELECT FROM reconcile_run_lease l WHERE l.holder <> $2 AND l.expires_at > now())
+               ELSE r.lease_holder <> $2
+                    AND NOT EXISTS (SELECT FROM reconcile_run_lease l
+                                    WHERE l.holder = r.lease_holder AND l.expires_at > now())
+          END
+    RETURNING r.id
+), accounts AS (
+    UPDATE reconcile_run_accounts a SET status = 'failed', reason = $1, finished_at = now()
+    FROM gone WHERE a.run_id = gone.id AND a.finished_at IS NULL
+)
+SELECT count(*) FROM gone`
 
-	sqlBeginRun = `INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version, kind)
-VALUES ($1, $2, $3, $4, $5, coalesce(NULLIF($6, ''), 'run')) RETURNING id`
+	sqlBeginRun = `INSERT INTO reconcile_runs (status, rate, concurrency, host_name, program_version, kind, lease_holder)
+VALUES ($1, $2, $3, $4, $5, coalesce(NULLIF($6, ''), 'run'), NULLIF($7, '')) RETURNING id`
 
 	sqlFinishRun = `UPDATE reconcile_runs SET status = $2, note = NULLIF($3, ''), finished_at = now(), exit_code = $4
 WHERE id = $1 AND finished_at IS NULL`
@@ -178,16 +201,27 @@ func addRunCountsSQL() string {
 	return "UPDATE reconcile_runs SET " + strings.Join(sets, ", ") + " WHERE id = $1"
 }
 
-// AbandonRunning marks every run still 'running' as 'failed', with
-// finished_at = now() and note AbandonedNote, and returns how many it
-// marked. Call it only while holding the run lock: then no live process owns
-// a running run. One statement.
-func AbandonRunning(ctx context.Context, q Querier) (int64, error) {
-	tag, err := q.Exec(ctx, sqlAbandonRunning, AbandonedNote)
-	if err != nil {
+// AbandonRunning marks as 'failed', with finished_at = now() and note
+// AbandonedNote, the runs still 'running' (of any kind) whose process is
+// gone, and returns how many it marked. holder is the caller's own holder
+// token (RunLock.Holder): its runs are never marked. A run is gone when
+//   - its lease_holder is set, is not holder, and no claim of that holder is
+//     live (expires_at > now(), the database's clock): the process died or
+//     lost every claim. A run of another process that still holds a claim —
+//     another shard, working on other accounts — is left alone;
+//   - its lease_holder is NULL (begun before schema 7, or without a claim)
+//     and no claim is live except holder's: no other process can be
+//     working.
+//
+// Their reconcile_run_accounts rows still running are marked failed with
+// the same note. Call it once the caller holds its claims and before its
+// own BeginRun. One statement.
+func AbandonRunning(ctx context.Context, q Querier, holder string) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, sqlAbandonRunning, AbandonedNote, holder).Scan(&n); err != nil {
 		return 0, fmt.Errorf("db: mark abandoned runs: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // BeginRun inserts a run row with started_at = now() and zero counters and
@@ -198,7 +232,8 @@ func BeginRun(ctx context.Context, q Querier, s RunStart) (int64, error) {
 		return 0, fmt.Errorf("db: begin run: status %q is not %q or %q: %w", s.Status, RunRunning, RunDryRun, ErrInvalidArgument)
 	}
 	var id int64
-	if err := q.QueryRow(ctx, sqlBeginRun, s.Status, s.Rate, s.Concurrency, s.HostName, s.Version, s.Kind).Scan(&id); err != nil {
+	if err := q.QueryRow(ctx, sqlBeginRun, s.Status, s.Rate, s.Concurrency, s.HostName, s.Version, s.Kind,
+		s.LeaseHolder).Scan(&id); err != nil {
 		return 0, fmt.Errorf("db: begin run: %w", err)
 	}
 	return id, nil
@@ -291,4 +326,138 @@ func scanRun(row pgx.Row) (RunRow, error) {
 		r.FinishedAt = *finished
 	}
 	return r, nil
+}
+
+// Statuses of a run's account (reconcile_run_accounts.status).
+const (
+	RunAccountRunning     = "running"
+	RunAccountSucceeded   = "succeeded"   // its pass completed
+	RunAccountFailed      = "failed"      // it stopped: credentials refused or unavailable, unknown account ...
+	RunAccountInterrupted = "interrupted" // the run was interrupted (signal, lost claim)
+	RunAccountSkipped     = "skipped"     // not taken up: another run held its claim, or disabled
+)
+
+// RunAccountEnd is what FinishRunAccount records about an account's pass.
+type RunAccountEnd struct {
+	// Status is one of the RunAccount* constants other than
+	// RunAccountRunning.
+	Status string
+	// Reason says why the account failed, was interrupted or skipped (""
+	// when it succeeded). It is stored as given (cut to MaxErrorMessageLen
+	// runes): the caller must have scrubbed it — no credentials, tokens,
+	// keys or signed URLs.
+	Reason string
+	// ErrorCode is the API's error code that stopped the account ("": none).
+	ErrorCode string
+	// Done and NotDone count the account's rows that ended done and not
+	// done (invalid, failed, drifted, missing) in the run; Requests and
+	// Throttled its API requests and throttled answers. Not negative.
+	Done, NotDone, Requests, Throttled int64
+}
+
+const (
+	// The run accounts' unique index is on (run_id, coalesce(account, '')):
+	// ON CONFLICT and the lookups name that expression.
+	sqlBeginRunAccount = `INSERT INTO reconcile_run_accounts AS a (run_id, account, pending, rate)
+VALUES ($1, NULLIF($2, ''), $3, NULLIF($4::double precision, 0))
+ON CONFLICT (run_id, (coalesce(account, ''))) DO UPDATE SET pending = excluded.pending, rate = excluded.rate
+WHERE a.status = 'running' AND a.finished_at IS NULL`
+
+	sqlFinishRunAccount = `UPDATE reconcile_run_accounts SET status = $3, reason = NULLIF($4, ''),
+    error_code = NULLIF($5, ''), done = $6, not_done = $7, requests = $8, throttled = $9, finished_at = now()
+WHERE run_id = $1 AND coalesce(account, '') = $2 AND finished_at IS NULL`
+
+	sqlSkipRunAccount = `INSERT INTO reconcile_run_accounts AS a (run_id, account, status, reason, finished_at)
+VALUES ($1, NULLIF($2, ''), 'skipped', NULLIF($3, ''), now())
+ON CONFLICT (run_id, (coalesce(account, ''))) DO UPDATE SET reason = excluded.reason
+WHERE a.status = 'skipped'`
+
+	sqlRunAccountFinished = `SELECT finished_at IS NOT NULL FROM reconcile_run_accounts
+WHERE run_id = $1 AND coalesce(account, '') = $2`
+)
+
+// BeginRunAccount records that run runID took account up ("": the default
+// account): a reconcile_run_accounts row with status running, started_at
+// now(), pending (the account's pending rows) and rate (requests per
+// second; 0 stores NULL). Calling it again for an account still running
+// (a retry after an error around COMMIT) only sets pending and rate again.
+// Errors: ErrRunNotFound for an unknown run, ErrRunFinished when the
+// account already has a finished row in the run (finished or skipped),
+// ErrInvalidArgument for a negative pending (nothing written). One
+// statement.
+func BeginRunAccount(ctx context.Context, q Querier, runID int64, account string, pending int64, rate float64) error {
+	what := fmt.Sprintf("begin account %s of run %d", model.AccountLabel(account), runID)
+	if pending < 0 || rate < 0 {
+		return fmt.Errorf("db: %s: pending %d, rate %g: %w", what, pending, rate, ErrInvalidArgument)
+	}
+	tag, err := q.Exec(ctx, sqlBeginRunAccount, runID, account, pending, rate)
+	if err != nil {
+		if isForeignKeyViolation(err) {
+			return fmt.Errorf("db: %s: %w", what, ErrRunNotFound)
+		}
+		return fmt.Errorf("db: %s: %w", what, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("db: %s: %w", what, ErrRunFinished)
+	}
+	return nil
+}
+
+// FinishRunAccount records the end of account's pass in run runID: status,
+// reason, error code and counts (see RunAccountEnd), finished_at = now().
+// It changes only a row BeginRunAccount wrote that has not finished:
+// ErrRunFinished when it has (a retry after an error around COMMIT ends
+// here too), ErrRunNotFound when the run has no row for the account.
+// ErrInvalidArgument, with nothing written, for a status that is not a
+// final one or a negative count. Reason is not scrubbed here: see
+// RunAccountEnd. One statement (two when it fails).
+func FinishRunAccount(ctx context.Context, q Querier, runID int64, account string, end RunAccountEnd) error {
+	what := fmt.Sprintf("finish account %s of run %d", model.AccountLabel(account), runID)
+	switch end.Status {
+	case RunAccountSucceeded, RunAccountFailed, RunAccountInterrupted, RunAccountSkipped:
+	default:
+		return fmt.Errorf("db: %s: status %q: %w", what, end.Status, ErrInvalidArgument)
+	}
+	if end.Done < 0 || end.NotDone < 0 || end.Requests < 0 || end.Throttled < 0 {
+		return fmt.Errorf("db: %s: negative count in %+v: %w", what, end, ErrInvalidArgument)
+	}
+	tag, err := q.Exec(ctx, sqlFinishRunAccount, runID, account, end.Status, clean(end.Reason, MaxErrorMessageLen),
+		clean(end.ErrorCode, MaxErrorCodeLen), end.Done, end.NotDone, end.Requests, end.Throttled)
+	if err != nil {
+		return fmt.Errorf("db: %s: %w", what, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var finished bool
+	err = q.QueryRow(ctx, sqlRunAccountFinished, runID, account).Scan(&finished)
+	switch {
+	case isNoRows(err):
+		return fmt.Errorf("db: %s: the run did not take the account up: %w", what, ErrRunNotFound)
+	case err != nil:
+		return fmt.Errorf("db: %s: %w", what, err)
+	}
+	return fmt.Errorf("db: %s: %w", what, ErrRunFinished)
+}
+
+// SkipRunAccount records that run runID did not take account up ("": the
+// default account): a reconcile_run_accounts row with status skipped, the
+// reason and finished_at = now(). The reason is stored as given (cut to
+// MaxErrorMessageLen runes): the caller must have scrubbed it, see
+// RunAccountEnd.Reason. Skipping an account again only replaces the
+// reason; an account the run took up (BeginRunAccount) cannot be skipped
+// (ErrInvalidArgument). ErrRunNotFound for an unknown run. One statement.
+func SkipRunAccount(ctx context.Context, q Querier, runID int64, account, reason string) error {
+	what := fmt.Sprintf("skip account %s of run %d", model.AccountLabel(account), runID)
+	tag, err := q.Exec(ctx, sqlSkipRunAccount, runID, account, clean(reason, MaxErrorMessageLen))
+	if err != nil {
+		if isForeignKeyViolation(err) {
+			return fmt.Errorf("db: %s: %w", what, ErrRunNotFound)
+		}
+		return fmt.Errorf("db: %s: %w", what, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("db: %s: the run took the account up already: %w", what, ErrInvalidArgument)
+	}
+	return nil
 }

@@ -25,6 +25,8 @@ import (
 // go test -fuzz FuzzImportCSV ./internal/importer/
 func FuzzImportCSV(f *testing.F) {
 	f.Add([]byte(Header + "\nlive.example.com,https://h.example.com/cb,true,Key0123456789abcdef,cn-shanghai\n"))
+	f.Add([]byte(HeaderWithAccount + "\nlive.example.com,https://h.example.com/cb,false,,,tenant-a\n" +
+		"b.example.com,https://h.example.com/cb,false,,,Key0123456789abcdefX\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := NewParser(bytes.NewReader(data))
 		if err != nil {
@@ -63,6 +65,9 @@ func FuzzImportCSV(f *testing.F) {
 			if le == nil {
 				if verr := validate.Row(rec.Row); verr != nil {
 					t.Fatalf("good record at line %d fails validation: %v", rec.Line, verr)
+				}
+				if reason := CheckAccount(rec.Row.Account); reason != "" || rec.Row.Account != "" && !p.HasAccount() {
+					t.Fatalf("good record at line %d has account %q: %s", rec.Line, rec.Row.Account, reason)
 				}
 				good = append(good, rec)
 				continue
@@ -124,7 +129,8 @@ func keyShaped(s string) bool {
 	return upper && digit
 }
 
-// checkRoundTrip writes the good records back as CSV and parses them again.
+// checkRoundTrip writes the good records back as CSV (with the account
+// column) and parses them again.
 func checkRoundTrip(t *testing.T, good []Record) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -135,7 +141,7 @@ func checkRoundTrip(t *testing.T, good []Record) {
 		if r.Row.ReqAuth {
 			auth = "true"
 		}
-		_ = w.Write([]string{r.Row.Domain, r.Row.NotifyURL, auth, r.Row.AuthKey.Reveal(), r.Row.Region})
+		_ = w.Write([]string{r.Row.Domain, r.Row.NotifyURL, auth, r.Row.AuthKey.Reveal(), r.Row.Region, r.Row.Account})
 	}
 	w.Flush()
 	p, err := NewParser(&buf)

@@ -66,6 +66,12 @@ type Result struct {
 //     rows updated with updated_at = now(), equal rows not touched), with
 //     o.Replace absent domains are deleted, and the transaction commits.
 //
+// The account is one of the values: a line that only moves a domain to
+// another account (or back to the default one, with an empty or absent
+// account column) updates the row, whose fingerprint then changes, so the
+// next run takes it up. A file without the account column puts every row
+// it names in the default account.
+//
 // A read error (ErrRead), a cancelled ctx or a database error rolls back
 // too. Imports on one database wait for each other (db.BeginImport). The
 // auth keys are sent only to Postgres; no error or Result holds one.
@@ -179,7 +185,7 @@ func (s *source) Next() bool {
 		}
 		r := rec.Row
 		s.cur = db.StagedRow{Line: rec.Line, Domain: r.Domain, NotifyURL: r.NotifyURL, ReqAuth: r.ReqAuth,
-			AuthKey: r.AuthKey, Region: r.Region, Valid: true}
+			AuthKey: r.AuthKey, Region: r.Region, Account: r.Account, Valid: true}
 		return true
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/reconcile/reconcile/internal/db"
+	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/testdb"
 	"github.com/reconcile/reconcile/internal/testutil"
 )
@@ -475,5 +477,153 @@ func TestImportManyBadLines(t *testing.T) {
 		if strings.Contains(text, "Secret0") {
 			t.Fatalf("an auth key is printed: %s", text)
 		}
+	}
+}
+
+// accountsOf reads every desired row's account ("" for NULL) and
+// fingerprint.
+func accountsOf(t *testing.T, pool *pgxpool.Pool) (accounts, fingerprints map[string]string) {
+	t.Helper()
+	rows, err := pool.Query(testutil.Context(t), `SELECT domain_name, coalesce(account, ''), account = '', fingerprint
+FROM desired_snapshot_callbacks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	accounts, fingerprints = map[string]string{}, map[string]string{}
+	for rows.Next() {
+		var d, a, fp string
+		var empty *bool
+		if err := rows.Scan(&d, &a, &empty, &fp); err != nil {
+			t.Fatal(err)
+		}
+		if empty != nil && *empty {
+			t.Errorf("%s: the default account stored as '' instead of NULL", d)
+		}
+		accounts[d], fingerprints[d] = a, fp
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return accounts, fingerprints
+}
+
+// The account column: stored (empty as NULL), part of the values (a line
+// that only moves a domain to another account is an update, and the row's
+// fingerprint changes so that it becomes pending), and a bad name is a bad
+// line like any other.
+func TestImportAccounts(t *testing.T) {
+	t.Parallel()
+	tdb := testdb.New(t)
+	ctx := testutil.Context(t)
+	imp := func(header, body string, o Options) (Result, error) {
+		t.Helper()
+		return Import(ctx, tdb.Pool, strings.NewReader(header+"\n"+body), o)
+	}
+	res, err := imp(HeaderWithAccount, "a.example.com,https://h.example.com/a,false,,,\n"+
+		"b.example.com,https://h.example.com/b,false,,,tenant-a\n"+
+		"c.example.com,https://h.example.com/c,false,,,tenant-b\n", Options{})
+	if err != nil || res.Inserted != 3 {
+		t.Fatalf("first import = %+v, %v", res, err)
+	}
+	acc, fp1 := accountsOf(t, tdb.Pool)
+	if !reflect.DeepEqual(acc, map[string]string{"a.example.com": "", "b.example.com": "tenant-a", "c.example.com": "tenant-b"}) {
+		t.Fatalf("accounts = %v", acc)
+	}
+
+	// Mark every row done for its current values: then only a change of
+	// values makes one pending again.
+	run, err := db.BeginRun(ctx, tdb.Pool, db.RunStart{Status: db.RunRunning, Rate: 25, Concurrency: 4, HostName: "h", Version: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []model.Result
+	for d, fp := range fp1 {
+		done = append(done, model.Result{Domain: d, Outcome: model.OutcomeApplied, Attempts: 1, Fingerprint: fp, Account: acc[d]})
+	}
+	if _, err := db.WriteOutcomes(ctx, tdb.Pool, run, done, db.RunCounters{}); err != nil {
+		t.Fatal(err)
+	}
+	pending := func() map[string]bool {
+		t.Helper()
+		out := map[string]bool{}
+		rows, err := tdb.Pool.Query(ctx, `SELECT domain_name FROM snapshot_callback_status WHERE pending`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				t.Fatal(err)
+			}
+			out[d] = true
+		}
+		return out
+	}
+	if p := pending(); len(p) != 0 {
+		t.Fatalf("pending before the second import: %v", p)
+	}
+	_, meta1 := tableState(t, tdb.Pool)
+
+	// Only the accounts change: a moves to tenant-a, b to tenant-c, c stays.
+	res, err = imp(HeaderWithAccount, "a.example.com,https://h.example.com/a,false,,,tenant-a\n"+
+		"b.example.com,https://h.example.com/b,false,,,tenant-c\n"+
+		"c.example.com,https://h.example.com/c,false,,,tenant-b\n", Options{})
+	if err != nil || res.Updated != 2 || res.Unchanged != 1 || res.Inserted != 0 {
+		t.Fatalf("account-only change = %+v, %v; want 2 updated, 1 unchanged", res, err)
+	}
+	acc, fp2 := accountsOf(t, tdb.Pool)
+	if acc["a.example.com"] != "tenant-a" || acc["b.example.com"] != "tenant-c" || acc["c.example.com"] != "tenant-b" {
+		t.Fatalf("accounts = %v", acc)
+	}
+	if fp2["a.example.com"] == fp1["a.example.com"] || fp2["b.example.com"] == fp1["b.example.com"] ||
+		fp2["c.example.com"] != fp1["c.example.com"] {
+		t.Fatalf("fingerprints: %v -> %v; want a and b changed, c kept", fp1, fp2)
+	}
+	if p := pending(); !reflect.DeepEqual(p, map[string]bool{"a.example.com": true, "b.example.com": true}) {
+		t.Fatalf("pending after moving a and b = %v", p)
+	}
+	_, meta2 := tableState(t, tdb.Pool)
+	if meta2["c.example.com"] != meta1["c.example.com"] {
+		t.Errorf("c was rewritten although unchanged")
+	}
+	if !meta2["a.example.com"].updatedAt.After(meta1["a.example.com"].updatedAt) {
+		t.Errorf("a kept updated_at after moving to another account")
+	}
+
+	// A file without the account column puts its rows in the default
+	// account: b moves back, a NULL account, and a's default-account
+	// fingerprint is the one it had at first.
+	res, err = imp(Header, "a.example.com,https://h.example.com/a,false,,\n", Options{})
+	if err != nil || res.Updated != 1 {
+		t.Fatalf("import without the column = %+v, %v", res, err)
+	}
+	acc, fp3 := accountsOf(t, tdb.Pool)
+	if acc["a.example.com"] != "" || fp3["a.example.com"] != fp1["a.example.com"] {
+		t.Fatalf("a: account %q fingerprint %s, want the default account and %s", acc["a.example.com"], fp3["a.example.com"], fp1["a.example.com"])
+	}
+
+	// Bad account names: reported with line and field; with --skip-invalid
+	// the rest goes on, and the skipped line's row is left as it was.
+	res, err = imp(HeaderWithAccount, "b.example.com,https://h.example.com/b,false,,,Tenant-C\n"+
+		"c.example.com,https://h.example.com/c,false,,,default\n"+
+		"d.example.com,https://h.example.com/d,false,,,tenant-d\n", Options{})
+	if !errors.Is(err, ErrBadLines) || res.Bad != 2 || len(res.BadLines) != 2 {
+		t.Fatalf("bad accounts = %+v, %v", res, err)
+	}
+	for i, line := range []int64{2, 3} {
+		if b := res.BadLines[i]; b.Line != line || b.Field != AccountColumn || b.Column != 6 {
+			t.Errorf("bad line %d = %+v", i, b)
+		}
+	}
+	res, err = imp(HeaderWithAccount, "b.example.com,https://h.example.com/b,false,,,Tenant-C\n"+
+		"d.example.com,https://h.example.com/d,false,,,tenant-d\n", Options{SkipInvalid: true, Replace: true})
+	if err != nil || res.Inserted != 1 || res.Skipped != 1 || res.Deleted != 2 {
+		t.Fatalf("skip-invalid = %+v, %v", res, err)
+	}
+	acc, _ = accountsOf(t, tdb.Pool)
+	if !reflect.DeepEqual(acc, map[string]string{"b.example.com": "tenant-c", "d.example.com": "tenant-d"}) {
+		t.Fatalf("accounts after skip-invalid replace = %v", acc)
 	}
 }

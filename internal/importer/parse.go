@@ -3,11 +3,13 @@
 // the file while streaming it into Postgres with COPY, then upserts it in
 // one transaction — all or nothing.
 //
-// The file's first line is exactly Header. Every other line is one desired
-// row: notify_req_auth is true/false/yes/no/on/off/1/0 (any case), an empty
-// notify_auth_key or region_id is stored as NULL, and the row must pass
-// validate.Row, the same check a run applies, so that an imported row is one
-// the run can send. Bad lines are reported with their line number, column
+// The file's first line is exactly Header, or HeaderWithAccount (Header and
+// an account column). Every other line is one desired row: notify_req_auth
+// is true/false/yes/no/on/off/1/0 (any case), an empty notify_auth_key,
+// region_id or account is stored as NULL (an empty or absent account is the
+// default account), an account must be a name reconcile_accounts accepts
+// (CheckAccount), and the row must pass validate.Row, the same check a run
+// applies, so that an imported row is one the run can send. Bad lines are reported with their line number, column
 // and reason; no message ever holds a field's value other than a valid
 // domain name (an auth key could be in any column of a malformed line).
 package importer
@@ -25,11 +27,21 @@ import (
 	"github.com/reconcile/reconcile/internal/validate"
 )
 
-// Header is the required first line of an import file.
+// Header is the first line of an import file without an account column
+// (every row is of the default account).
 const Header = "domain_name,notify_url,notify_req_auth,notify_auth_key,region_id"
 
-// Columns are the names of the file's columns, in order.
-var Columns = strings.Split(Header, ",")
+// AccountColumn is the optional last column: the account that holds the
+// domain (desired_snapshot_callbacks.account); empty is the default account.
+const AccountColumn = "account"
+
+// HeaderWithAccount is the first line of an import file with an account
+// column.
+const HeaderWithAccount = Header + "," + AccountColumn
+
+// Columns are the names of every column a file may have, in order; the last
+// (AccountColumn) is optional.
+var Columns = strings.Split(HeaderWithAccount, ",")
 
 // Column positions (0-based).
 const (
@@ -38,12 +50,16 @@ const (
 	colReqAuth
 	colKey
 	colRegion
+	colAccount
 )
+
+// MaxAccountLen is the longest account name (reconcile_accounts.name).
+const MaxAccountLen = 63
 
 // Sentinel errors. Returned errors wrap them; test with errors.Is.
 var (
 	// ErrHeader: the file is empty or its first line is not Header.
-	ErrHeader = errors.New("the first line must be the header " + Header)
+	ErrHeader = errors.New("the first line must be the header " + Header + " (or " + HeaderWithAccount + ")")
 	// ErrBadLines: the file has bad lines and the import was not told to
 	// skip them; nothing was written.
 	ErrBadLines = errors.New("bad line(s)")
@@ -99,12 +115,14 @@ type Record struct {
 // A Parser is not safe for concurrent use.
 type Parser struct {
 	r *csv.Reader
+	// cols is the number of columns of the header (and of every line).
+	cols int
 }
 
 // NewParser reads and checks the header line of r. It returns an error
-// wrapping ErrHeader when r is empty or its first line is not exactly
-// Header (a UTF-8 byte order mark before it is allowed), and ErrRead when r
-// fails.
+// wrapping ErrHeader when r is empty or its first line is neither exactly
+// Header nor exactly HeaderWithAccount (a UTF-8 byte order mark before it is
+// allowed), and ErrRead when r fails.
 func NewParser(r io.Reader) (*Parser, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1 // counted by Next, to report the line and go on
@@ -122,11 +140,18 @@ func NewParser(r io.Reader) (*Parser, error) {
 	if len(head) > 0 {
 		head[0] = strings.TrimPrefix(head[0], "\uFEFF")
 	}
-	if strings.Join(head, ",") != Header || len(head) != len(Columns) {
+	got := strings.Join(head, ",")
+	switch {
+	case got == Header && len(head) == len(Columns)-1:
+	case got == HeaderWithAccount && len(head) == len(Columns):
+	default:
 		return nil, fmt.Errorf("%w (line 1 has %d columns and is not it)", ErrHeader, len(head))
 	}
-	return &Parser{r: cr}, nil
+	return &Parser{r: cr, cols: len(head)}, nil
 }
+
+// HasAccount reports whether the file has the account column.
+func (p *Parser) HasAccount() bool { return p.cols > colAccount }
 
 // Next reads the next record. It returns the record and a nil *LineError
 // for a good line; the record (Line set, Row.Domain as read when there was
@@ -158,8 +183,9 @@ func (p *Parser) Next() (Record, *LineError, error) {
 		}
 		return Record{Line: rec.Line, Row: model.Row{Domain: rec.Row.Domain}}, le, nil
 	}
-	if len(fields) != len(Columns) {
-		le := &LineError{Line: rec.Line, Reason: fmt.Sprintf("has %d columns, want %d (%s)", len(fields), len(Columns), Header)}
+	if len(fields) != p.cols {
+		le := &LineError{Line: rec.Line, Reason: fmt.Sprintf("has %d columns, want %d (%s)", len(fields), p.cols,
+			strings.Join(Columns[:p.cols], ","))}
 		if validate.Domain(rec.Row.Domain) == "" {
 			le.Domain = rec.Row.Domain
 		}
@@ -186,7 +212,40 @@ func (p *Parser) Next() (Record, *LineError, error) {
 		}
 		return bad(col, fe.Reason)
 	}
+	if p.cols > colAccount {
+		if reason := CheckAccount(fields[colAccount]); reason != "" {
+			return bad(colAccount, reason)
+		}
+		rec.Row.Account = fields[colAccount]
+	}
 	return rec, nil, nil
+}
+
+// CheckAccount returns why name cannot be the account of a desired row, or
+// "" when it can: "" (the default account) or a name reconcile_accounts
+// accepts, ^[a-z0-9][a-z0-9._-]{0,62}$ and not "default" (the label of the
+// default account). The reason never repeats the name (a key written into
+// the wrong column must not be printed).
+func CheckAccount(name string) string {
+	switch {
+	case name == "":
+		return ""
+	case name == model.DefaultAccountLabel:
+		return `"` + model.DefaultAccountLabel + `" is reserved: leave the account empty for the default account`
+	case len(name) > MaxAccountLen:
+		return fmt.Sprintf("is longer than %d characters", MaxAccountLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return "must be lower-case letters a-z, digits, '.', '_' and '-', starting with a letter or digit " +
+				"(a name of reconcile_accounts)"
+		}
+	}
+	return ""
 }
 
 // ParseBool reads notify_req_auth with the words every flag and variable

@@ -46,6 +46,11 @@ func TestNewParserHeader(t *testing.T) {
 		wantErr     error
 	}{
 		{"exact", Header + "\n", nil},
+		{"with account", HeaderWithAccount + "\n", nil},
+		{"with account, byte order mark, crlf", "\uFEFF" + HeaderWithAccount + "\r\n", nil},
+		{"account not last", "account," + Header + "\n", ErrHeader},
+		{"account twice", HeaderWithAccount + ",account\n", ErrHeader},
+		{"account upper case", Header + ",Account\n", ErrHeader},
 		{"crlf", Header + "\r\n", nil},
 		{"no trailing newline", Header, nil},
 		{"byte order mark", "\uFEFF" + Header + "\n", nil},
@@ -354,4 +359,93 @@ func genLine(i int) string {
 		region = "cn-beijing"
 	}
 	return fmt.Sprintf("gen%07d.example.com,https://hooks.example.com/snap/%d,%s,%s,%s\n", i, i, auth, key, region)
+}
+
+// The optional account column: empty is the default account, a name must
+// be one reconcile_accounts accepts, and a bad one is reported like the
+// other fields (line, column 6, field account) without its value.
+func TestParseAccountColumn(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", MaxAccountLen)
+	body := "a.example.com,https://h.example.com/a,false,,,\n" + // line 2: default account
+		"b.example.com,https://h.example.com/b,false,,,tenant-a\n" + // 3
+		"c.example.com,https://h.example.com/c,true," + testKey + ",cn-beijing,0acct.x_y-z\n" + // 4
+		"d.example.com,https://h.example.com/d,false,,," + long + "\n" + // 5: 63 characters
+		"e.example.com,https://h.example.com/e,false,,," + long + "a\n" + // 6: 64
+		"f.example.com,https://h.example.com/f,false,,,default\n" + // 7
+		"g.example.com,https://h.example.com/g,false,,,Tenant-A\n" + // 8
+		"h.example.com,https://h.example.com/h,false,,,-tenant\n" + // 9
+		"i.example.com,https://h.example.com/i,false,,,tenant a\n" + // 10
+		"j.example.com,https://h.example.com/j,false,,," + testKey + "\n" + // 11: a key in the wrong column
+		"k.example.com,https://h.example.com/k,false,,\n" + // 12: 5 columns in a 6-column file
+		"l.example.com,https://h.example.com/l,maybe,,,BAD\n" + // 13: the first problem is reported
+		"m.example.com,https://h.example.com/m,false,,,tenant-b\n" // 14
+	good, bad := parseAll(t, HeaderWithAccount+"\n"+body)
+	wantGood := map[int64]string{2: "", 3: "tenant-a", 4: "0acct.x_y-z", 5: long, 14: "tenant-b"}
+	if len(good) != len(wantGood) {
+		t.Fatalf("%d good records, want %d: %+v (bad %+v)", len(good), len(wantGood), good, bad)
+	}
+	for _, g := range good {
+		acct, ok := wantGood[g.Line]
+		if !ok || g.Row.Account != acct {
+			t.Errorf("line %d: account %q, want %q (%v)", g.Line, g.Row.Account, acct, ok)
+		}
+	}
+	if good[2].Row.AuthKey.Reveal() != testKey || good[2].Row.Region != "cn-beijing" {
+		t.Errorf("line 4 = %+v", good[2].Row)
+	}
+	type want struct {
+		line   int64
+		col    int
+		field  string
+		reason string
+	}
+	wantBad := []want{
+		{6, 6, "account", "longer than 63"},
+		{7, 6, "account", `"default" is reserved`},
+		{8, 6, "account", "lower-case letters"},
+		{9, 6, "account", "starting with a letter or digit"},
+		{10, 6, "account", "lower-case letters"},
+		{11, 6, "account", "lower-case letters"},
+		{12, 0, "", "has 5 columns, want 6 (" + HeaderWithAccount + ")"},
+		{13, 3, "notify_req_auth", "must be"},
+	}
+	if len(bad) != len(wantBad) {
+		t.Fatalf("%d bad lines, want %d: %+v", len(bad), len(wantBad), bad)
+	}
+	for i, w := range wantBad {
+		b := bad[i]
+		if b.Line != w.line || b.Column != w.col || b.Field != w.field || !strings.Contains(b.Reason, w.reason) {
+			t.Errorf("bad %d = %+v, want %+v", i, b, w)
+		}
+		msg := b.Error()
+		for _, v := range []string{testKey, "Tenant-A", "tenant a", long} {
+			if strings.Contains(msg, v) {
+				t.Errorf("%q prints the account field's value", msg)
+			}
+		}
+		if w.col == 6 && !strings.HasPrefix(msg, fmt.Sprintf("line %d, column 6 (account) of ", w.line)) {
+			t.Errorf("message %q does not name the line and field", msg)
+		}
+	}
+
+	// Without the account column every row is of the default account, and a
+	// sixth column is a column too many.
+	good, bad = parseAll(t, Header+"\na.example.com,https://h.example.com/a,false,,\nb.example.com,https://h.example.com/b,false,,,x\n")
+	if len(good) != 1 || good[0].Row.Account != "" || len(bad) != 1 || !strings.Contains(bad[0].Reason, "has 6 columns, want 5 ("+Header+")") {
+		t.Fatalf("without the column: good %+v, bad %+v", good, bad)
+	}
+}
+
+func TestCheckAccount(t *testing.T) {
+	t.Parallel()
+	for name, ok := range map[string]bool{
+		"": true, "a": true, "0": true, "tenant-a": true, "t.e_n-a.n.t": true, "a-": true, strings.Repeat("x", 63): true,
+		"default": false, "Default": false, "-a": false, ".a": false, "_a": false, "a b": false, "a/b": false,
+		"é": false, "a\x00": false, strings.Repeat("x", 64): false, " a": false, "DEFAULT": false, "defaults": true,
+	} {
+		if got := CheckAccount(name) == ""; got != ok {
+			t.Errorf("CheckAccount(%q) = %q, want ok %v", name, CheckAccount(name), ok)
+		}
+	}
 }

@@ -11,12 +11,15 @@ import (
 	"github.com/reconcile/reconcile/internal/model"
 )
 
-// ErrNoCredentials is wrapped by every error that means "no credentials are
-// configured": the default chain found none when it was built (DefaultChain,
-// New), or a static credential is incomplete. It is a configuration error;
-// Classify maps it to ClassCredentials. A provider that delivered
-// credentials before and then fails to refresh is not this: that is a
-// *CredentialsError.
+// ErrNoCredentials is wrapped by every error that means "no usable
+// credentials are configured": the default chain found none when it was
+// built (DefaultChain, New), a static credential is incomplete, an
+// account's credentials spec cannot work (AccountCredentials), or STS
+// refused to let the job assume an account's role
+// (*CredentialsRefusedError). It is a configuration error: retrying
+// cannot help; Classify maps it to ClassCredentials. A provider that
+// delivered credentials before and then fails to refresh, or an STS that
+// cannot be reached, is not this: that is a *CredentialsError.
 var ErrNoCredentials = errors.New("no Alibaba Cloud credentials found")
 
 // CredentialsError reports that getting credentials failed at call time: a
@@ -119,6 +122,14 @@ func (s staticCredentials) Get(ctx context.Context) (Credential, error) {
 type chainCredentials struct {
 	lock chan struct{}
 	make func() (credentials.Credential, error)
+	// help ends the ErrNoCredentials errors: where to configure what is
+	// missing (credentialsHelp for the default chain).
+	help string
+	// fail, when set, replaces the policy above: it turns a provider's
+	// failure into the error Get returns, given whether a provider
+	// delivered before and the secrets to scrub; the chain is kept. Set
+	// by AccountCredentials for an assumed role.
+	fail func(err error, delivered bool, secrets []string) error
 
 	// Guarded by lock.
 	cred     credentials.Credential
@@ -146,10 +157,16 @@ func DefaultChain() (Credentials, error) {
 }
 
 func newChain(mk func() (credentials.Credential, error)) (*chainCredentials, error) {
-	c := &chainCredentials{lock: make(chan struct{}, 1), make: mk}
+	return newChainHelp(mk, credentialsHelp)
+}
+
+// newChainHelp is newChain with another help text for its
+// ErrNoCredentials errors.
+func newChainHelp(mk func() (credentials.Credential, error), help string) (*chainCredentials, error) {
+	c := &chainCredentials{lock: make(chan struct{}, 1), make: mk, help: help}
 	cred, err := mk()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s; %s", ErrNoCredentials, Scrub(err.Error()), credentialsHelp)
+		return nil, fmt.Errorf("%w: %s; %s", ErrNoCredentials, Scrub(err.Error()), help)
 	}
 	c.cred = cred
 	if _, err := c.Get(context.Background()); err != nil {
@@ -196,37 +213,47 @@ func (c *chainCredentials) Get(ctx context.Context) (Credential, error) {
 	}
 }
 
-// failLocked builds the error for a failed fetch (what is the provider's
-// scrubbed error text) and, until a provider delivered, drops the chain.
-func (c *chainCredentials) failLocked(what string) credResult {
+// failLocked builds the error for a failed fetch (err is the provider's
+// error, its text not yet scrubbed) and, until a provider delivered,
+// drops the chain (unless c.fail decides).
+func (c *chainCredentials) failLocked(err error) credResult {
+	if c.fail != nil {
+		return credResult{err: c.fail(err, c.provider != "", c.secrets)}
+	}
+	what := Scrub(err.Error(), c.secrets...)
 	if c.provider == "" {
 		c.cred = nil // rebuild next time: the chain sticks to the last provider tried
-		return credResult{err: fmt.Errorf("%w: %s; %s", ErrNoCredentials, what, credentialsHelp)}
+		return credResult{err: fmt.Errorf("%w: %s; %s", ErrNoCredentials, what, c.help)}
 	}
 	return credResult{err: &CredentialsError{Provider: c.provider, Err: errors.New(what)}}
 }
+
+var (
+	errProviderPanicked = errors.New("the provider panicked")
+	errEmptyAccessKey   = errors.New("the provider returned an empty AccessKey")
+)
 
 func (c *chainCredentials) fetchLocked() (r credResult) {
 	defer func() {
 		// A provider panicking must not take the job down with a message
 		// that might carry a secret.
 		if p := recover(); p != nil {
-			r = c.failLocked("the provider panicked")
+			r = c.failLocked(errProviderPanicked)
 		}
 	}()
 	if c.cred == nil {
 		cred, err := c.make()
 		if err != nil {
-			return c.failLocked(Scrub(err.Error(), c.secrets...))
+			return c.failLocked(err)
 		}
 		c.cred = cred
 	}
 	m, err := c.cred.GetCredential()
 	if err != nil {
-		return c.failLocked(Scrub(err.Error(), c.secrets...))
+		return c.failLocked(err)
 	}
 	if m == nil || m.AccessKeyId == nil || *m.AccessKeyId == "" || m.AccessKeySecret == nil || *m.AccessKeySecret == "" {
-		return c.failLocked("the provider returned an empty AccessKey")
+		return c.failLocked(errEmptyAccessKey)
 	}
 	out := Credential{AccessKeyID: *m.AccessKeyId, AccessKeySecret: model.Secret(*m.AccessKeySecret)}
 	if m.SecurityToken != nil {

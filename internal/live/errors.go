@@ -143,6 +143,8 @@ func ClassifyCode(code string, status int) Class {
 //     answer had HTTP 429)
 //   - *CredentialsError → ClassCredentialsUnavailable: getting credentials
 //     failed at call time, no request was sent; transient
+//   - *CredentialsRefusedError → ClassCredentials: STS refused to let the
+//     job assume an account's role (it also wraps ErrNoCredentials)
 //   - ErrNoCredentials → ClassCredentials: no credentials configured
 //   - anything else → ClassRowError
 func Classify(err error) Class {
@@ -153,9 +155,13 @@ func Classify(err error) Class {
 	var ae *APIError
 	var te *TransportError
 	var cre *CredentialsError
+	var ref *CredentialsRefusedError
 	switch {
 	case errors.As(err, &ce):
 		return ClassCanceled
+	case errors.As(err, &ref):
+		// Before APIError: STS's NoPermission is not the Live API's.
+		return ClassCredentials
 	case errors.As(err, &ae):
 		return ClassifyCode(ae.Code, ae.HTTPStatus)
 	case errors.As(err, &te):
@@ -202,8 +208,11 @@ func Scrub(msg string, secrets ...string) string {
 			continue
 		}
 		q := url.QueryEscape(s)
+		pe := percentEncode(s)
+		// Also encoded twice, as in a v1 string to sign that an error
+		// answer may echo.
 		variants = append(variants, s, q, url.PathEscape(s), strings.ReplaceAll(q, "+", "%20"),
-			strings.ReplaceAll(strings.ReplaceAll(q, "+", "%20"), "*", "%2A"))
+			strings.ReplaceAll(strings.ReplaceAll(q, "+", "%20"), "*", "%2A"), pe, percentEncode(pe))
 		if j := strconv.Quote(s); len(j) > 2 {
 			variants = append(variants, j[1:len(j)-1])
 		}
@@ -216,6 +225,24 @@ func Scrub(msg string, secrets ...string) string {
 		}
 	}
 	return msg
+}
+
+// percentEncode is RFC 3986 percent-encoding as the v1 signature uses it:
+// A-Z a-z 0-9 - _ . ~ kept, every other byte %XX (upper case).
+func percentEncode(s string) string {
+	const hexUpper = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(hexUpper[c>>4])
+			b.WriteByte(hexUpper[c&15])
+		}
+	}
+	return b.String()
 }
 
 // retryAfterHeader parses x-acs-retry-after. Its unit is UNVERIFIED for

@@ -56,8 +56,10 @@ const (
 	// ClassCredentials: the API refused the AccessKey, signature, STS token
 	// or timestamp (InvalidAccessKeyId.*, SignatureDoesNotMatch,
 	// IncompleteSignature, InvalidSecurityToken.*, InvalidTimeStamp.Expired),
-	// or no usable credentials are configured (ErrNoCredentials). Every
-	// further request would fail the same way: stop the run.
+	// or no usable credentials are configured (ErrNoCredentials), or STS
+	// refused to let the job assume an account's role
+	// (*CredentialsRefusedError). Every further request would fail the
+	// same way: stop the run (or that account).
 	ClassCredentials
 	// ClassNotFound: ConfigNotFound (Update's target is gone): fall back to Add.
 	ClassNotFound
@@ -81,7 +83,8 @@ const (
 	ClassPermission
 	// ClassCredentialsUnavailable: getting credentials failed at call time
 	// (a *CredentialsError: an STS, ECS metadata, OIDC or credentials-URI
-	// refresh failed). No request was sent, so it is not an attempt and says
+	// refresh failed, or STS was unreachable or answered a 5xx or
+	// throttling when assuming an account's role). No request was sent, so it is not an attempt and says
 	// nothing about the cloud or the row. Transient: retry after a backoff,
 	// and give up after a bounded time.
 	ClassCredentialsUnavailable
@@ -143,18 +146,22 @@ func (e *TransportError) Error() string { return e.Op + ": " + e.Msg }
 
 // ErrorCode returns the code to record for err: the API code, "Timeout" or
 // "ConnectionError" for transport errors, "Canceled" for a *CanceledError,
-// "CredentialsUnavailable" for a *CredentialsError, "NoCredentials" for
-// ErrNoCredentials, "" for nil.
+// STS's code for a *CredentialsRefusedError (e.g. "NoPermission",
+// "EntityNotExist.Role"), "CredentialsUnavailable" for a
+// *CredentialsError, "NoCredentials" for ErrNoCredentials, "" for nil.
 func ErrorCode(err error) string {
 	var ae *APIError
 	var te *TransportError
 	var ce *CanceledError
 	var cre *CredentialsError
+	var ref *CredentialsRefusedError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &ce):
 		return "Canceled"
+	case errors.As(err, &ref):
+		return ref.Code
 	case errors.As(err, &cre):
 		return "CredentialsUnavailable"
 	case errors.As(err, &ae):

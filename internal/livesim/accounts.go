@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
+	"time"
 )
 
 // DefaultAccount is the name of the account made of Options' single-key
@@ -31,8 +33,8 @@ type Account struct {
 	// DefaultAccount.
 	Name string
 	// Keys are the AccessKey pairs that authenticate as this account; at
-	// least one. Key ids are unique across every account and
-	// Options.AccessKeyID.
+	// least one unless RoleARN is set. Key ids are unique across every
+	// account and Options.AccessKeyID.
 	Keys []AccessKey
 	// Limit and ThrottleCountsRejected mean what Options.Limit and
 	// Options.ThrottleCountsRejected mean, for this account's requests
@@ -50,6 +52,26 @@ type Account struct {
 	// domain).
 	ForceErrors  map[string]ForcedError
 	DomainFaults map[string][]DomainFault
+
+	// RoleARN, when set, is a RAM role of the account
+	// (acs:ram::<digits>:role/<name>, unique across accounts) that STS
+	// AssumeRole (see sts.go) hands out credentials for: an STS AccessKey
+	// that the Live API accepts as this account (its limit, configs and
+	// Disabled flag), until it expires.
+	RoleARN string
+	// ExternalID, when set, is the ExternalId the role's trust policy
+	// requires: AssumeRole without it, or with another, is refused
+	// (403 NoPermission). Only with RoleARN.
+	ExternalID string
+	// Trusted is the role's trust policy: the AccessKey ids and account
+	// names (DefaultAccount included) whose keys may assume it. Empty:
+	// any known AccessKey. Each entry must name a declared key or
+	// account. Only with RoleARN.
+	Trusted []string
+	// MaxSessionDuration is the role's longest session (DurationSeconds
+	// above it is refused); 0 means one hour, RAM's default. Between one
+	// and twelve hours when set. Only with RoleARN.
+	MaxSessionDuration time.Duration
 }
 
 // AccessKey is one AccessKey pair of an Account.
@@ -63,10 +85,26 @@ type AccessKey struct {
 	Disabled bool
 }
 
+// roleARNRE is the form of a RAM role ARN (what reconcile_accounts.role_arn
+// allows too).
+var roleARNRE = regexp.MustCompile(`^acs:ram::[0-9]+:role/[^/\s]+$`)
+
+// Role session bounds (RAM): 15 minutes to the role's MaxSessionDuration,
+// which is one to twelve hours (one by default).
+const (
+	minSessionDuration        = 15 * time.Minute
+	defaultMaxSessionDuration = time.Hour
+	maxMaxSessionDuration     = 12 * time.Hour
+)
+
 // Validate reports what New cannot use in o.Accounts: an empty, repeated
-// or reserved (DefaultAccount) name, an account without keys, a key
-// without id or secret, or a key id used twice (Options.AccessKeyID
-// included). Options without Accounts are always valid.
+// or reserved (DefaultAccount) name, an account with neither keys nor a
+// role, a key without id or secret, a key id used twice
+// (Options.AccessKeyID included), a malformed or repeated RoleARN, role
+// settings (ExternalID, Trusted, MaxSessionDuration) without a RoleARN, a
+// MaxSessionDuration out of range, or a Trusted entry that names no
+// declared key or account. Options without Accounts are always valid.
+// Messages never quote a secret.
 func (o Options) Validate() error {
 	names := map[string]bool{}
 	ids := map[string]string{}
@@ -81,8 +119,8 @@ func (o Options) Validate() error {
 			return fmt.Errorf("livesim: account name %q is reserved for the single-key options", DefaultAccount)
 		case names[a.Name]:
 			return fmt.Errorf("livesim: account %q declared twice", a.Name)
-		case len(a.Keys) == 0:
-			return fmt.Errorf("livesim: account %q has no AccessKey", a.Name)
+		case len(a.Keys) == 0 && a.RoleARN == "":
+			return fmt.Errorf("livesim: account %q has no AccessKey and no role_arn", a.Name)
 		}
 		names[a.Name] = true
 		for j, k := range a.Keys {
@@ -93,6 +131,35 @@ func (o Options) Validate() error {
 				return fmt.Errorf("livesim: AccessKey id %q used by accounts %q and %q", k.ID, other, a.Name)
 			}
 			ids[k.ID] = a.Name
+		}
+	}
+	roles := map[string]string{}
+	for _, a := range o.Accounts {
+		if a.RoleARN == "" {
+			switch {
+			case a.ExternalID != "":
+				return fmt.Errorf("livesim: account %q: external_id needs a role_arn", a.Name)
+			case len(a.Trusted) > 0:
+				return fmt.Errorf("livesim: account %q: trusted needs a role_arn", a.Name)
+			case a.MaxSessionDuration != 0:
+				return fmt.Errorf("livesim: account %q: max session duration needs a role_arn", a.Name)
+			}
+			continue
+		}
+		if !roleARNRE.MatchString(a.RoleARN) {
+			return fmt.Errorf("livesim: account %q: role_arn %q is not acs:ram::<account id>:role/<name>", a.Name, a.RoleARN)
+		}
+		if other, dup := roles[a.RoleARN]; dup {
+			return fmt.Errorf("livesim: role_arn %q used by accounts %q and %q", a.RoleARN, other, a.Name)
+		}
+		roles[a.RoleARN] = a.Name
+		if d := a.MaxSessionDuration; d != 0 && (d < defaultMaxSessionDuration || d > maxMaxSessionDuration) {
+			return fmt.Errorf("livesim: account %q: max session duration %v is not between 1h and 12h", a.Name, d)
+		}
+		for _, t := range a.Trusted {
+			if _, isKey := ids[t]; !isKey && !names[t] && t != DefaultAccount {
+				return fmt.Errorf("livesim: account %q: trusted entry %q names no declared AccessKey id or account", a.Name, t)
+			}
 		}
 	}
 	return nil
@@ -109,6 +176,7 @@ type account struct {
 	forced        map[string]ForcedError
 	domainFaults  map[string][]DomainFault
 	keyIDs        []string
+	roleARN       string
 
 	configs         map[string]Config
 	adds            map[string]int
@@ -132,22 +200,28 @@ func newAccount(a Account) *account {
 	}
 }
 
-// accessKey is one accepted key; fixed by New, read without a lock.
+// accessKey is one accepted key; fixed once made (by New, or by
+// AssumeRole for an STS key), read without a lock.
 type accessKey struct {
+	id            string
 	secret, token string
 	disabled      bool // the key's own Disabled, or its account's
 	acct          *account
+	// expires is when an STS key (issued by AssumeRole) stops working;
+	// zero for the declared keys.
+	expires time.Time
 }
 
 // setupAccounts builds the default account and those of o.Accounts (o
 // valid) and indexes every key by id.
 func (s *Server) setupAccounts(o Options) {
 	s.accounts = make(map[string]*account, 1+len(o.Accounts))
+	s.roles = make(map[string]*role)
 	s.keys = make(map[string]*accessKey, 1+len(o.Accounts))
 	def := newAccount(Account{Name: DefaultAccount, Limit: o.Limit, ThrottleCountsRejected: o.ThrottleCountsRejected,
 		ForceErrors: o.ForceErrors, DomainFaults: o.DomainFaults})
 	if o.AccessKeyID != "" {
-		s.keys[o.AccessKeyID] = &accessKey{secret: o.AccessKeySecret, token: o.SecurityToken, acct: def}
+		s.keys[o.AccessKeyID] = &accessKey{id: o.AccessKeyID, secret: o.AccessKeySecret, token: o.SecurityToken, acct: def}
 		def.keyIDs = []string{o.AccessKeyID}
 	}
 	s.def = def
@@ -156,8 +230,22 @@ func (s *Server) setupAccounts(o Options) {
 	for _, a := range o.Accounts {
 		acct := newAccount(a)
 		for _, k := range a.Keys {
-			s.keys[k.ID] = &accessKey{secret: k.Secret, token: k.SecurityToken, disabled: k.Disabled || a.Disabled, acct: acct}
+			s.keys[k.ID] = &accessKey{id: k.ID, secret: k.Secret, token: k.SecurityToken, disabled: k.Disabled || a.Disabled, acct: acct}
 			acct.keyIDs = append(acct.keyIDs, k.ID)
+		}
+		if a.RoleARN != "" {
+			r := &role{arn: a.RoleARN, acct: acct, externalID: a.ExternalID, maxDuration: a.MaxSessionDuration}
+			if r.maxDuration == 0 {
+				r.maxDuration = defaultMaxSessionDuration
+			}
+			if len(a.Trusted) > 0 {
+				r.trusted = make(map[string]bool, len(a.Trusted))
+				for _, t := range a.Trusted {
+					r.trusted[t] = true
+				}
+			}
+			acct.roleARN = a.RoleARN
+			s.roles[a.RoleARN] = r
 		}
 		s.accounts[a.Name] = acct
 		s.accountNames = append(s.accountNames, a.Name)

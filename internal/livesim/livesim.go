@@ -16,6 +16,10 @@
 // Accounts the simulator is the one-key endpoint it always was. The log
 // is one log, each entry naming its account.
 //
+// The Server also answers STS AssumeRole (sts.go) for the accounts that
+// have a RoleARN: the credentials it issues are accepted by the Live API
+// as that account's.
+//
 // A *Server is an http.Handler: serve it with httptest.NewServer in tests or
 // with http.Server for `reconcile simulate`. Every request, rejected ones
 // included, is recorded in a log (Log, Stats, MaxInWindow), also served as
@@ -268,6 +272,7 @@ type Server struct {
 	// keys, accounts, accountNames and def are fixed by New (read without
 	// the lock); the state inside each account is guarded by mu.
 	keys          map[string]*accessKey
+	roles         map[string]*role // by RoleARN
 	accounts      map[string]*account
 	accountNames  []string // DefaultAccount, then Options.Accounts in order
 	def           *account
@@ -285,6 +290,14 @@ type Server struct {
 	nonces    map[uint64]struct{}
 	nonceQ    []nonceRec
 	nonceHead int
+
+	// STS (sts.go). stsKeys holds the issued keys (id → *accessKey),
+	// read without mu; stsIssued (guarded by mu) remembers them in issue
+	// order, to forget them a while after they expired.
+	stsKeys   sync.Map
+	stsIssued []issuedKey
+	stsLog    []STSEntry
+	stsFail   int // next AssumeRole requests answered 503; < 0: all
 }
 
 type nonceRec struct {
@@ -437,6 +450,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		ai = s.verify(r, params, body)
 	}
+	if action == ActionAssumeRole || version == STSVersion {
+		s.serveSTS(w, ai, params, action, version, rid, arrived)
+		return
+	}
 
 	d := s.admit(ai, action, version, domain, rid, arrived)
 	if d.err != nil {
@@ -550,9 +567,7 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 	// a valid authInfo without one) the default account decides.
 	d := admission{idx: len(s.log), acct: s.def}
 	en := Entry{Seq: s.seq, Time: arrived, Action: action, Domain: domain, RequestID: rid}
-	var token string
 	if ai.key != nil {
-		token = ai.key.token
 		d.acct = ai.key.acct
 		en.Account = d.acct.name
 	}
@@ -571,17 +586,9 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 		return d
 	}
 	a := d.acct
-	if want := token; want != "" {
-		switch {
-		case ai.token == "":
-			// UNVERIFIED code.
-			d.err = &apiErr{400, "InvalidSecurityToken.Missing", "The security token is mandatory for this AccessKey."}
-			return d
-		case !constEq(ai.token, want):
-			// UNVERIFIED which of the InvalidSecurityToken.* codes applies.
-			d.err = &apiErr{400, "InvalidSecurityToken.MismatchWithAccessKey", "The security token does not match the AccessKey."}
-			return d
-		}
+	if e := checkToken(ai, t); e != nil {
+		d.err = e
+		return d
 	}
 	switch {
 	case version == "":
@@ -651,6 +658,28 @@ func (s *Server) admit(ai authInfo, action, version, domain, rid string, arrived
 		}
 	}
 	return d
+}
+
+// checkToken checks the security token the request carried against its
+// key's (when the key has one), and that an STS key has not expired.
+func checkToken(ai authInfo, t time.Time) *apiErr {
+	if ai.key == nil {
+		return nil
+	}
+	if want := ai.key.token; want != "" {
+		switch {
+		case ai.token == "":
+			// UNVERIFIED code.
+			return &apiErr{400, "InvalidSecurityToken.Missing", "The security token is mandatory for this AccessKey."}
+		case !constEq(ai.token, want):
+			// UNVERIFIED which of the InvalidSecurityToken.* codes applies.
+			return &apiErr{400, "InvalidSecurityToken.MismatchWithAccessKey", "The security token does not match the AccessKey."}
+		}
+	}
+	if exp := ai.key.expires; !exp.IsZero() && !t.Before(exp) {
+		return &apiErr{400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired."}
+	}
+	return nil
 }
 
 func constEq(a, b string) bool {
@@ -758,12 +787,17 @@ type errorBody struct {
 const HostID = "live.aliyuncs.com"
 
 func writeError(w http.ResponseWriter, rid string, e *apiErr) {
+	writeErrorFrom(w, rid, HostID, "live", e)
+}
+
+// writeErrorFrom writes an error answer of the product at host.
+func writeErrorFrom(w http.ResponseWriter, rid, host, product string, e *apiErr) {
 	b, _ := json.Marshal(errorBody{
 		RequestID: rid,
-		HostID:    HostID,
+		HostID:    host,
 		Code:      e.code,
 		Message:   e.msg,
-		Recommend: "https://api.aliyun.com/troubleshoot?q=" + url.QueryEscape(e.code) + "&product=live&requestId=" + rid,
+		Recommend: "https://api.aliyun.com/troubleshoot?q=" + url.QueryEscape(e.code) + "&product=" + product + "&requestId=" + rid,
 	})
 	writeJSON(w, rid, e.status, b)
 }

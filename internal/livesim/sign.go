@@ -151,10 +151,16 @@ var errKeyNotFound = &apiErr{404, "InvalidAccessKeyId.NotFound", "Specified acce
 var errKeyInactive = &apiErr{400, "InvalidAccessKeyId.Inactive", "Specified access key is disabled."}
 
 // lookupKey finds the key of id: one map read, no lock (s.keys is fixed
-// by New). The key id is not a secret, so the lookup need not be
+// by New), then, for an id not declared, the STS keys AssumeRole issued
+// (a sync.Map). The key id is not a secret, so the lookup need not be
 // constant-time; the secret's comparison (hmac.Equal) is.
 func (s *Server) lookupKey(ai *authInfo, id string) bool {
 	k := s.keys[id]
+	if k == nil {
+		if v, ok := s.stsKeys.Load(id); ok {
+			k = v.(*accessKey)
+		}
+	}
 	switch {
 	case k == nil:
 		ai.err = errKeyNotFound

@@ -254,6 +254,8 @@ type accountState struct {
 	// keys disabled one by one are not listed.
 	ThrottleCountsRejected bool `json:"throttle_counts_rejected"`
 	Disabled               bool `json:"disabled"`
+	// RoleARN is the account's role (Account.RoleARN), if any.
+	RoleARN string `json:"role_arn,omitempty"`
 }
 
 // stateOf returns a's state for GET /_sim/state. Called with s.mu held.
@@ -265,6 +267,7 @@ func stateOf(a *account) accountState {
 		Limit:                  max(a.limit, 0),
 		ThrottleCountsRejected: a.countRejected,
 		Disabled:               a.disabled,
+		RoleARN:                a.roleARN,
 	}
 	if st.AccessKeyIDs == nil {
 		st.AccessKeyIDs = []string{}
@@ -289,7 +292,9 @@ type stateConfig struct {
 // only, never by Action. Each takes an optional ?account=NAME: /_sim/log
 // and /_sim/stats then cover that account's requests only (NAME may be
 // empty: the requests that named no known key), /_sim/state puts that
-// account's configs at the top level (404 for an unknown account).
+// account's configs at the top level (404 for an unknown account), and
+// /_sim/sts (the AssumeRole requests, STSLog) covers the requests that
+// named that account's role.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -329,6 +334,17 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		doc.Configs, doc.SuccessfulAdds = doc.Accounts[account].Configs, doc.Accounts[account].SuccessfulAdds
 		writeAdminJSON(w, doc)
+	case "/_sim/sts":
+		entries := s.STSLog()
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		bw := bufio.NewWriterSize(w, 64<<10)
+		enc := json.NewEncoder(bw)
+		for i := range entries {
+			if !byAccount || entries[i].Account == account {
+				_ = enc.Encode(&entries[i])
+			}
+		}
+		_ = bw.Flush()
 	case "/_sim/stats":
 		if byAccount {
 			writeAdminJSON(w, s.StatsFor(account))

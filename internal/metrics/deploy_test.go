@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +136,66 @@ func readYAML(t *testing.T, path string, v any) {
 	}
 	if err := yaml.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestDeployIsPerAccount: every series carries an account label (Push
+// groups by it), so every alert rule selects series with one (account!="":
+// groups pushed before accounts have none and must not page) and every
+// dashboard query follows the $account variable.
+func TestDeployIsPerAccount(t *testing.T) {
+	t.Parallel()
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert, Expr string
+			}
+		}
+	}
+	readYAML(t, alertRulesPath, &rules)
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			if !strings.Contains(r.Expr, `account!=""`) {
+				t.Errorf("alert %s: %q does not select account!=\"\"", r.Alert, r.Expr)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no alert rules")
+	}
+	b, err := os.ReadFile(dashboardPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Templating struct {
+			List []struct{ Name string }
+		}
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	hasVar := false
+	for _, v := range dash.Templating.List {
+		hasVar = hasVar || v.Name == AccountLabel
+	}
+	if !hasVar {
+		t.Errorf("%s: no %q variable", dashboardPath, AccountLabel)
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, sel := range metricName.FindAllStringIndex(tg.Expr, -1) {
+				rest := tg.Expr[sel[1]:]
+				if !strings.HasPrefix(rest, "{") || !strings.Contains(rest[:strings.Index(rest, "}")+1], `account=~"$account"`) {
+					t.Errorf("panel %q: %s in %q does not select account=~\"$account\"", p.Title, tg.Expr[sel[0]:sel[1]], tg.Expr)
+				}
+			}
+		}
 	}
 }

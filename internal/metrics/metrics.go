@@ -9,44 +9,66 @@
 // starts again from zero, and rate()/increase() over such a series would
 // count resets and not requests. Gauges therefore carry no _total suffix.
 //
-// # Two groups
+// # Accounts
 //
-// Push writes two Pushgateway groups, both with PUT (which replaces the whole
-// group at its path):
+// A run works one or more accounts (the default account, the job's own, and
+// the named accounts of desired_snapshot_callbacks.account). Push takes one
+// RunMetrics per account the run worked, and every series carries the label
+// account=<name> ("default" for the default account, model.AccountLabel).
+// The label is a grouping label: each account has groups of its own (below),
+// so that what is said about one account (its last run, its last success)
+// is never replaced by a push about another: by another shard of the job
+// that works other accounts, or by a run that skipped the account (another
+// run held it, or it is disabled), which does not push it at all.
 //
-//   - the run group, /metrics/job/<job>[/<grouping labels>], with every metric
-//     of the last run. PUT drops whatever an earlier run left there, so no
-//     stale series (an outcome or status that this run did not have) survives.
-//   - the success group, the same path plus /result/success, holding only
-//     reconcile_last_success_timestamp_seconds. It is pushed only when the run
-//     succeeded and every desired row is done. A failed or interrupted run
-//     never touches it, so its PUT of the run group cannot delete the last
-//     success: the Pushgateway identifies a group by its complete label set,
-//     and {job="reconcile"} and {job="reconcile",result="success"} are two
-//     groups.
+// # Two groups per account
+//
+// Push writes two Pushgateway groups per account, both with PUT (which
+// replaces the whole group at its path):
+//
+//   - the run group, {job=<job>, account=<account>, <grouping labels>}
+//     (/metrics/job/<job>/account/<account>/..., the labels in whatever
+//     order the client writes them: a group is a label set), with every
+//     metric of the account's last run. PUT drops whatever an earlier run
+//     left there, so no stale series (an outcome or status that this run did
+//     not have) survives.
+//   - the success group, the same labels plus result=success, holding only
+//     reconcile_last_success_timestamp_seconds. It is pushed only when the
+//     account's pass succeeded and every desired row of the account is done.
+//     A failed or interrupted account never touches it, so its PUT of the
+//     run group cannot delete the last success: the Pushgateway identifies a
+//     group by its complete label set, and {job="reconcile",
+//     account="a"} and {job="reconcile", account="a", result="success"} are
+//     two groups. Nor can another account's push: {account="b", ...} is
+//     another group again. One account failing therefore leaves every other
+//     account's last success as it was.
 //
 // POST (Add) to a single group was the alternative: it replaces only the
 // metric names it sends, so omitting the success timestamp from a failed
 // run's push would keep it. But then a metric that a later version stops
 // pushing, or a label set a run no longer has, would stay in the group
-// forever. Two groups keep the simple PUT semantics for both.
+// forever; and one group for all accounts would make a failing account's
+// push replace the others' success timestamps (POST replaces a metric name
+// with all its series). Separate groups keep the simple PUT semantics.
 //
-// Push's own grouping key is only the job; Grouping adds labels. Several
-// independent deployments (two accounts, two databases, two CronJobs) must
-// push to different groups, or each run's PUT replaces the other's metrics
-// and its last-success time. reconcile run therefore adds
-// instance=<database name> by default (--metrics-grouping replaces it, see
-// ParseGrouping): one group per database, which is one group per run lock,
-// never a per-host label, which would leave one group, with its own
-// last-success timestamp, behind every pod or host that ever ran it.
+// Push's own grouping key is the job and the account; Grouping adds labels.
+// Several independent deployments (two databases, two CronJobs) must push
+// to different groups, or each run's PUT replaces the other's metrics and
+// its last-success time. reconcile run therefore adds instance=<database
+// name> by default (--metrics-grouping replaces it, see ParseGrouping): one
+// set of groups per database and account, which is one set per run claim,
+// never a per-host label, which would leave groups, with their own
+// last-success timestamps, behind every pod or host that ever ran it. An
+// account that is no longer worked keeps its groups (and its last-success
+// time) until they are deleted.
 //
 // # Safety
 //
-// A push is bounded by ctx and by Timeout (10 s by default). It never carries
-// a secret: only counts, durations, timestamps and fixed label values are
-// sent, and user:password in the URL is sent as HTTP basic auth and removed
-// from every error. A failed push must not fail the run: the caller logs the
-// error and carries on.
+// A push is bounded by ctx and by Timeout (10 s by default) for all its
+// requests. It never carries a secret: only counts, durations, timestamps
+// and fixed label values are sent, and user:password in the URL is sent as
+// HTTP basic auth and removed from every error. A failed push must not fail
+// the run: the caller logs the error and carries on.
 package metrics
 
 import (
@@ -82,11 +104,16 @@ const DefaultJob = "reconcile"
 const DefaultTimeout = 10 * time.Second
 
 // SuccessLabel and SuccessValue are the extra grouping label of the success
-// group: /metrics/job/<job>/result/success.
+// group: /metrics/job/<job>/.../result/success.
 const (
 	SuccessLabel = "result"
 	SuccessValue = "success"
 )
+
+// AccountLabel is the grouping label every group, and so every series,
+// carries: the account the metrics are about (model.AccountLabel: "default"
+// for the default account).
+const AccountLabel = "account"
 
 // Metric names. Every metric is a gauge describing the last run.
 const (
@@ -105,13 +132,17 @@ const (
 	NameLastSuccessTimestamp = "reconcile_last_success_timestamp_seconds"
 )
 
-// RunMetrics is what one run reports.
+// RunMetrics is what one run reports about one account it worked.
 type RunMetrics struct {
+	// Account is the account ("": the default account, labelled
+	// "default").
+	Account string
 	// RunID is the run's id in reconcile_runs.
 	RunID int64
-	// Status is the run's final status: succeeded, failed or interrupted.
+	// Status is the account's final status in the run: succeeded (its pass
+	// completed), failed or interrupted.
 	Status string
-	// Outcomes counts the rows per outcome in this run (applied,
+	// Outcomes counts the account's rows per outcome in this run (applied,
 	// already_exists, updated, invalid, failed). The five outcomes are always
 	// pushed (0 when missing); other keys are pushed as they are.
 	Outcomes map[string]int64
@@ -126,16 +157,16 @@ type RunMetrics struct {
 	Duration time.Duration
 	// Rate is the configured --rate (requests per second).
 	Rate float64
-	// Success is true when every desired row is done (exit code 0). The last
-	// success timestamp is pushed only when Success is true and Status is
-	// succeeded.
+	// Success is true when every desired row of the account is done. The
+	// last success timestamp is pushed only when Success is true and Status
+	// is succeeded.
 	Success bool
 	// Finished is when the run ended; zero means now.
 	Finished time.Time
 }
 
-// Succeeded reports whether m counts as a success: the pass completed and
-// every desired row is done.
+// Succeeded reports whether m counts as a success: the account's pass
+// completed and every desired row of the account is done.
 func (m RunMetrics) Succeeded() bool { return m.Success && m.Status == StatusSucceeded }
 
 // Option configures Push.
@@ -167,9 +198,10 @@ func HTTPClient(c *http.Client) Option {
 	}
 }
 
-// Grouping adds a grouping label to both groups (for example env="prod", to
-// tell independent deployments apart). The names "job" and "result" are
-// reserved. Avoid a per-host value: see the package documentation.
+// Grouping adds a grouping label to every group (for example env="prod", to
+// tell independent deployments apart). The names "job", "account" and
+// "result" are reserved. Avoid a per-host value: see the package
+// documentation.
 func Grouping(name, value string) Option {
 	return func(o *options) { o.grouping[name] = value }
 }
@@ -183,9 +215,9 @@ var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 // ParseGrouping parses a --metrics-grouping value, "name=value[,name=value
 // ...]" (spaces around names and values are ignored), into grouping labels
 // for Grouping. "" gives nil (the caller's default). Names must be
-// Prometheus label names, not reserved ("job", "result", or starting with
-// "__") and not repeated; values must not be empty. Errors name the bad
-// pair.
+// Prometheus label names, not reserved ("job", "account", "result", or
+// starting with "__") and not repeated; values must not be empty. Errors
+// name the bad pair.
 func ParseGrouping(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
@@ -199,7 +231,9 @@ func ParseGrouping(s string) (map[string]string, error) {
 			return nil, fmt.Errorf("%q is not name=value", strings.TrimSpace(pair))
 		case !labelName.MatchString(name) || strings.HasPrefix(name, "__"):
 			return nil, fmt.Errorf("%q is not a label name", name)
-		case name == "job" || name == SuccessLabel:
+		case name == AccountLabel:
+			return nil, fmt.Errorf("label %q is reserved: every series carries the account it is about (%s=default for the job's own); name yours otherwise", name, AccountLabel)
+		case reserved(name):
 			return nil, fmt.Errorf("label %q is reserved", name)
 		case value == "":
 			return nil, fmt.Errorf("label %q has an empty value", name)
@@ -259,16 +293,27 @@ func parseURL(raw string) (base string, user *url.Userinfo, err error) {
 	return strings.TrimSuffix(u.String(), "/"), user, nil
 }
 
-// Push sends m to the Pushgateway at url (http(s)://host:port[/prefix]) under
-// job (DefaultJob when empty): the run group always, the success group only
-// when m.Succeeded(). Both are PUT, so each replaces its group (see the
-// package documentation). An empty url disables pushing: Push returns nil.
+// reserved reports whether a grouping label name is Push's own.
+func reserved(name string) bool {
+	return name == "job" || name == SuccessLabel || name == AccountLabel
+}
+
+// Push sends ms, one RunMetrics per account the run worked, to the
+// Pushgateway at url (http(s)://host:port[/prefix]) under job (DefaultJob
+// when empty): for each account, its run group always and its success group
+// only when m.Succeeded(), both with the grouping label
+// account=model.AccountLabel(m.Account). Every request is a PUT, so each
+// replaces its group, and an account not in ms is not touched (see the
+// package documentation). An empty url, or no metrics, disables pushing:
+// Push returns nil. Two entries for one account are refused before anything
+// is sent.
 //
-// Push returns within the Timeout (default 10 s) or when ctx ends. Its error
-// is for the log: it never holds the URL's password, and a failed push must
+// Push returns within the Timeout (default 10 s, for all its requests) or
+// when ctx ends. A failed request does not stop the others. Its error is
+// for the log: it never holds the URL's password, and a failed push must
 // not change the run's outcome or exit code.
-func Push(ctx context.Context, rawURL, job string, m RunMetrics, opts ...Option) error {
-	if rawURL == "" {
+func Push(ctx context.Context, rawURL, job string, ms []RunMetrics, opts ...Option) error {
+	if rawURL == "" || len(ms) == 0 {
 		return nil
 	}
 	o := options{timeout: DefaultTimeout, grouping: map[string]string{}}
@@ -282,25 +327,32 @@ func Push(ctx context.Context, rawURL, job string, m RunMetrics, opts ...Option)
 		job = DefaultJob
 	}
 	for name := range o.grouping {
-		if name == "job" || name == SuccessLabel {
+		if reserved(name) {
 			return fmt.Errorf("pushing metrics: grouping label %q is reserved", name)
 		}
+	}
+	seen := map[string]bool{}
+	for _, m := range ms {
+		label := model.AccountLabel(m.Account)
+		if seen[label] {
+			return fmt.Errorf("pushing metrics: account %q is given twice", label)
+		}
+		seen[label] = true
 	}
 	base, user, err := parseURL(rawURL)
 	if err != nil {
 		return fmt.Errorf("pushing metrics: %w", err)
 	}
-	if m.Finished.IsZero() {
-		m.Finished = time.Now()
-	}
+	now := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	pusher := func(g prometheus.Gatherer) *push.Pusher {
+	pusher := func(g prometheus.Gatherer, account string) *push.Pusher {
 		p := push.New(base, job).Gatherer(g).Client(o.client).Format(expfmt.NewFormat(expfmt.TypeTextPlain))
 		for _, name := range sortedKeys(o.grouping) {
 			p.Grouping(name, o.grouping[name])
 		}
+		p.Grouping(AccountLabel, account)
 		if user != nil {
 			pw, _ := user.Password()
 			p.BasicAuth(user.Username(), pw)
@@ -327,13 +379,19 @@ func Push(ctx context.Context, rawURL, job string, m RunMetrics, opts ...Option)
 	}
 
 	var errs []error
-	if err := pusher(runRegistry(m)).PushContext(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("pushing run metrics: %w", scrub(err)))
-	}
-	if m.Succeeded() {
-		p := pusher(successRegistry(m)).Grouping(SuccessLabel, SuccessValue)
-		if err := p.PushContext(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("pushing last success timestamp: %w", scrub(err)))
+	for _, m := range ms {
+		if m.Finished.IsZero() {
+			m.Finished = now
+		}
+		account := model.AccountLabel(m.Account)
+		if err := pusher(runRegistry(m), account).PushContext(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("pushing run metrics of account %s: %w", account, scrub(err)))
+		}
+		if m.Succeeded() {
+			p := pusher(successRegistry(m), account).Grouping(SuccessLabel, SuccessValue)
+			if err := p.PushContext(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("pushing last success timestamp of account %s: %w", account, scrub(err)))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -357,7 +415,10 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// runRegistry holds the run group's metrics.
+// runRegistry holds the run group's metrics. The HELP texts are those of
+// the versions before accounts: the Pushgateway logs metric families whose
+// HELP differs between groups (old groups stay until deleted), so they stay
+// as they were; the account label says what a series is about.
 func runRegistry(m RunMetrics) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	rows := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: NameRows,

@@ -41,6 +41,8 @@ type fakePGW struct {
 	reqs   []request
 	groups map[string]group
 	status int // answer; 0 means 200
+	// failOn: requests whose path contains it are answered 500.
+	failOn string
 }
 
 type group struct {
@@ -107,6 +109,10 @@ func (f *fakePGW) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.reqs = append(f.reqs, req)
 	if f.status != 0 {
 		http.Error(w, "pushed metrics are invalid or inconsistent with existing metrics", f.status)
+		return
+	}
+	if f.failOn != "" && strings.Contains(req.Path, f.failOn) {
+		http.Error(w, "storage failure", http.StatusInternalServerError)
 		return
 	}
 	labels, err := parseGroupingPath(req.Path)
@@ -267,20 +273,21 @@ func failedRun() RunMetrics {
 func TestPushSucceededRun(t *testing.T) {
 	t.Parallel()
 	f, srv := newFake(t)
-	if err := Push(context.Background(), srv.URL, "", succeededRun()); err != nil {
+	if err := Push(context.Background(), srv.URL, "", []RunMetrics{succeededRun()}); err != nil {
 		t.Fatal(err)
 	}
 	reqs := f.requests()
 	if len(reqs) != 2 {
 		t.Fatalf("got %d requests, want 2 (run group, success group): %+v", len(reqs), reqs)
 	}
-	wantPaths := []string{"/metrics/job/reconcile", "/metrics/job/reconcile/result/success"}
+	// The groups: the path's label order is the client's (a group is a label set).
+	wantGroups := []string{"account=default,job=reconcile", "account=default,job=reconcile,result=success"}
 	for i, r := range reqs {
 		if r.Method != http.MethodPut {
 			t.Errorf("request %d: method %s, want PUT (replace the group)", i, r.Method)
 		}
-		if r.Path != wantPaths[i] {
-			t.Errorf("request %d: path %s, want %s", i, r.Path, wantPaths[i])
+		if labels, err := parseGroupingPath(r.Path); err != nil || groupKey(labels) != wantGroups[i] {
+			t.Errorf("request %d: path %s (%v), want the group %s", i, r.Path, err, wantGroups[i])
 		}
 		if !strings.HasPrefix(r.ContentType, "text/plain; version=0.0.4") {
 			t.Errorf("request %d: content type %q, want the text exposition format", i, r.ContentType)
@@ -322,8 +329,8 @@ func TestPushSucceededRun(t *testing.T) {
 	if strings.Contains(body, NameLastSuccessTimestamp) {
 		t.Errorf("run group carries %s; it belongs to the success group only", NameLastSuccessTimestamp)
 	}
-	if strings.Contains(body, "job=") || strings.Contains(body, "instance=") {
-		t.Errorf("run group metrics carry job/instance labels (the grouping key adds them):\n%s", body)
+	if strings.Contains(body, "job=") || strings.Contains(body, "instance=") || strings.Contains(body, "account=") {
+		t.Errorf("run group metrics carry job/instance/account labels (the grouping key adds them):\n%s", body)
 	}
 	// The success group holds the success timestamp only.
 	want := fmt.Sprintf("# HELP %s Unix time when the last run that left every desired row done ended.\n# TYPE %s gauge\n%s %s\n",
@@ -332,7 +339,7 @@ func TestPushSucceededRun(t *testing.T) {
 		t.Errorf("success group body:\n%s\nwant:\n%s", reqs[1].Body, want)
 	}
 	// As a scrape of the Pushgateway shows it.
-	if v := f.mustValue(t, NameLastSuccessTimestamp, map[string]string{"job": "reconcile", "result": "success"}); v != float64(t1.Unix()) {
+	if v := f.mustValue(t, NameLastSuccessTimestamp, map[string]string{"job": "reconcile", "account": "default", "result": "success"}); v != float64(t1.Unix()) {
 		t.Errorf("last success = %v, want %v", v, t1.Unix())
 	}
 }
@@ -341,18 +348,18 @@ func TestFailedRunKeepsLastSuccessAndDropsStaleSeries(t *testing.T) {
 	t.Parallel()
 	f, srv := newFake(t)
 	ctx := context.Background()
-	if err := Push(ctx, srv.URL, "reconcile", succeededRun()); err != nil {
+	if err := Push(ctx, srv.URL, "reconcile", []RunMetrics{succeededRun()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Push(ctx, srv.URL, "reconcile", failedRun()); err != nil {
+	if err := Push(ctx, srv.URL, "reconcile", []RunMetrics{failedRun()}); err != nil {
 		t.Fatal(err)
 	}
 	reqs := f.requests()
 	if len(reqs) != 3 {
 		t.Fatalf("got %d requests, want 3 (the failed run pushes only its run group): %+v", len(reqs), reqs)
 	}
-	if r := reqs[2]; r.Method != http.MethodPut || r.Path != "/metrics/job/reconcile" {
-		t.Errorf("failed run: %s %s, want PUT /metrics/job/reconcile", r.Method, r.Path)
+	if r := reqs[2]; r.Method != http.MethodPut || !slices.Contains([]string{"/metrics/job/reconcile/account/default"}, r.Path) {
+		t.Errorf("failed run: %s %s, want PUT /metrics/job/reconcile/account/default", r.Method, r.Path)
 	}
 	if strings.Contains(reqs[2].Body, NameLastSuccessTimestamp) {
 		t.Errorf("failed run pushed %s", NameLastSuccessTimestamp)
@@ -391,7 +398,7 @@ func TestFailedRunKeepsLastSuccessAndDropsStaleSeries(t *testing.T) {
 	// success moves it.
 	in := failedRun()
 	in.Status, in.Finished = StatusInterrupted, t2.Add(time.Minute)
-	if err := Push(ctx, srv.URL, "reconcile", in); err != nil {
+	if err := Push(ctx, srv.URL, "reconcile", []RunMetrics{in}); err != nil {
 		t.Fatal(err)
 	}
 	if v := f.mustValue(t, NameLastSuccessTimestamp, nil); v != float64(t1.Unix()) {
@@ -399,13 +406,13 @@ func TestFailedRunKeepsLastSuccessAndDropsStaleSeries(t *testing.T) {
 	}
 	ok := succeededRun()
 	ok.Finished = t2.Add(2 * time.Hour)
-	if err := Push(ctx, srv.URL, "reconcile", ok); err != nil {
+	if err := Push(ctx, srv.URL, "reconcile", []RunMetrics{ok}); err != nil {
 		t.Fatal(err)
 	}
 	if v := f.mustValue(t, NameLastSuccessTimestamp, nil); v != float64(ok.Finished.Unix()) {
 		t.Errorf("last success after a new success = %v, want %v", v, ok.Finished.Unix())
 	}
-	if got := f.groupKeys(); !slices.Equal(got, []string{"job=reconcile", "job=reconcile,result=success"}) {
+	if got := f.groupKeys(); !slices.Equal(got, []string{"account=default,job=reconcile", "account=default,job=reconcile,result=success"}) {
 		t.Errorf("groups = %v", got)
 	}
 }
@@ -416,7 +423,7 @@ func TestSucceededStatusWithRowsNotDoneIsNoSuccess(t *testing.T) {
 	f, srv := newFake(t)
 	m := failedRun()
 	m.Status = StatusSucceeded // the pass completed; Success is false
-	if err := Push(context.Background(), srv.URL, "", m); err != nil {
+	if err := Push(context.Background(), srv.URL, "", []RunMetrics{m}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(f.requests()); n != 1 {
@@ -431,7 +438,7 @@ func TestSucceededStatusWithRowsNotDoneIsNoSuccess(t *testing.T) {
 	// And Success without the succeeded status (contradictory input) is none either.
 	m = succeededRun()
 	m.Status = StatusInterrupted
-	if err := Push(context.Background(), srv.URL, "", m); err != nil {
+	if err := Push(context.Background(), srv.URL, "", []RunMetrics{m}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := f.value(t, NameLastSuccessTimestamp, nil); ok {
@@ -477,7 +484,7 @@ func TestPushTimeout(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 
 	start := time.Now()
-	err := Push(context.Background(), srv.URL, "", succeededRun(), Timeout(150*time.Millisecond))
+	err := Push(context.Background(), srv.URL, "", []RunMetrics{succeededRun()}, Timeout(150*time.Millisecond))
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("Push took %v with a 150ms timeout", el)
 	}
@@ -492,7 +499,7 @@ func TestPushTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	err = Push(ctx, srv.URL, "", failedRun())
+	err = Push(ctx, srv.URL, "", []RunMetrics{failedRun()})
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("Push took %v with a 100ms context", el)
 	}
@@ -511,7 +518,7 @@ func TestPushNeverCarriesTheURLPassword(t *testing.T) {
 	const password = "s3cretPushPassw0rd"
 	f, srv := newFake(t)
 	u := strings.Replace(srv.URL, "http://", "http://pusher:"+password+"@", 1) + "/"
-	if err := Push(context.Background(), u, "", succeededRun()); err != nil {
+	if err := Push(context.Background(), u, "", []RunMetrics{succeededRun()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range f.requests() {
@@ -525,7 +532,7 @@ func TestPushNeverCarriesTheURLPassword(t *testing.T) {
 
 	// An error answer: the error names the URL, without the password.
 	f.status = http.StatusBadRequest
-	err := Push(context.Background(), u, "", succeededRun())
+	err := Push(context.Background(), u, "", []RunMetrics{succeededRun()})
 	if err == nil {
 		t.Fatal("no error for a 400 answer")
 	}
@@ -538,7 +545,7 @@ func TestPushNeverCarriesTheURLPassword(t *testing.T) {
 
 	// A connection error (nothing listens): same.
 	srv.Close()
-	err = Push(context.Background(), u, "", succeededRun(), Timeout(2*time.Second))
+	err = Push(context.Background(), u, "", []RunMetrics{succeededRun()}, Timeout(2*time.Second))
 	if err == nil || strings.Contains(err.Error(), password) {
 		t.Errorf("connection error = %v (want one, without the password)", err)
 	}
@@ -550,7 +557,7 @@ func TestPushNeverCarriesTheURLPassword(t *testing.T) {
 
 func TestEmptyURLDisablesPushing(t *testing.T) {
 	t.Parallel()
-	if err := Push(context.Background(), "", "", succeededRun()); err != nil {
+	if err := Push(context.Background(), "", "", []RunMetrics{succeededRun()}); err != nil {
 		t.Errorf("Push with no URL = %v, want nil", err)
 	}
 	if err := ValidateURL(""); err != nil {
@@ -587,13 +594,13 @@ func TestGroupingAndPathPrefix(t *testing.T) {
 	t.Cleanup(prefixed.Close)
 	_ = srv
 
-	err := Push(context.Background(), prefixed.URL+"/pgw", "video-reconcile", succeededRun(),
+	err := Push(context.Background(), prefixed.URL+"/pgw", "video-reconcile", []RunMetrics{succeededRun()},
 		Grouping("env", "prod"), Grouping("cluster", "eu/1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := f.groupKeys()
-	want := []string{"cluster=eu/1,env=prod,job=video-reconcile", "cluster=eu/1,env=prod,job=video-reconcile,result=success"}
+	want := []string{"account=default,cluster=eu/1,env=prod,job=video-reconcile", "account=default,cluster=eu/1,env=prod,job=video-reconcile,result=success"}
 	if !slices.Equal(got, want) {
 		t.Errorf("groups = %v, want %v", got, want)
 	}
@@ -603,8 +610,8 @@ func TestGroupingAndPathPrefix(t *testing.T) {
 		}
 	}
 
-	for _, reserved := range []string{"job", "result"} {
-		if err := Push(context.Background(), srv.URL, "", succeededRun(), Grouping(reserved, "x")); err == nil {
+	for _, reserved := range []string{"job", "result", "account"} {
+		if err := Push(context.Background(), srv.URL, "", []RunMetrics{succeededRun()}, Grouping(reserved, "x")); err == nil {
 			t.Errorf("Grouping(%q) accepted", reserved)
 		}
 	}
@@ -616,7 +623,7 @@ func TestUnknownStatusAndZeroFinished(t *testing.T) {
 	m := failedRun()
 	m.Status, m.Finished = "", time.Time{}
 	before := time.Now()
-	if err := Push(context.Background(), srv.URL, "", m); err != nil {
+	if err := Push(context.Background(), srv.URL, "", []RunMetrics{m}); err != nil {
 		t.Fatal(err)
 	}
 	if v := f.mustValue(t, NameStatus, map[string]string{"status": "unknown"}); v != 1 {
@@ -670,16 +677,137 @@ func fmtFloat(v float64) string {
 // TestParseGrouping: --metrics-grouping's syntax and its refusals.
 func TestParseGrouping(t *testing.T) {
 	t.Parallel()
-	got, err := ParseGrouping(" account = a , env=prod,instance=db/x")
-	if err != nil || len(got) != 3 || got["account"] != "a" || got["env"] != "prod" || got["instance"] != "db/x" {
+	got, err := ParseGrouping(" tenant = a , env=prod,instance=db/x")
+	if err != nil || len(got) != 3 || got["tenant"] != "a" || got["env"] != "prod" || got["instance"] != "db/x" {
 		t.Fatalf("ParseGrouping = %v, %v", got, err)
 	}
 	if got, err := ParseGrouping(""); got != nil || err != nil {
 		t.Fatalf(`ParseGrouping("") = %v, %v; want nil, nil (the default)`, got, err)
 	}
-	for _, bad := range []string{"job=x", "result=success", "instance", "1x=y", "__name__=y", "a=", "a=1,a=2", "a=1,", "a-b=1"} {
+	for _, bad := range []string{"job=x", "result=success", "account=a", "env=prod, account = a", "instance", "1x=y", "__name__=y", "a=", "a=1,a=2", "a=1,", "a-b=1"} {
 		if got, err := ParseGrouping(bad); err == nil {
 			t.Errorf("ParseGrouping(%q) = %v, want an error", bad, got)
 		}
+	}
+}
+
+// accountRun is succeededRun (or failedRun) for account.
+func accountRun(account string, ok bool, finished time.Time) RunMetrics {
+	m := failedRun()
+	if ok {
+		m = succeededRun()
+	}
+	m.Account, m.Finished = account, finished
+	return m
+}
+
+// Each account has its own groups: every series carries its account, one
+// account failing leaves the others' last success as it was, and an account
+// a run did not work is not touched at all.
+func TestPushPerAccount(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	ctx := context.Background()
+	first := []RunMetrics{accountRun("", true, t1), accountRun("tenant-a", false, t1), accountRun("tenant-b", true, t1)}
+	first[1].Requests, first[2].Requests = 7, 9
+	if err := Push(ctx, srv.URL, "", first, Grouping("instance", "video")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"account=default,instance=video,job=reconcile", "account=default,instance=video,job=reconcile,result=success",
+		"account=tenant-a,instance=video,job=reconcile",
+		"account=tenant-b,instance=video,job=reconcile", "account=tenant-b,instance=video,job=reconcile,result=success",
+	}
+	if got := f.groupKeys(); !slices.Equal(got, want) {
+		t.Fatalf("groups = %v\nwant %v", got, want)
+	}
+	for _, r := range f.requests() {
+		// The path's label order is the client's business: the groups above
+		// are label sets.
+		if r.Method != http.MethodPut || !strings.Contains(r.Path, "/account/") || !strings.Contains(r.Path, "/instance/video") {
+			t.Errorf("%s %s: want PUT to a group with account and instance=video", r.Method, r.Path)
+		}
+	}
+	// Every series of every metric carries its account.
+	for _, name := range []string{NameRows, NameRequests, NameStatus, NameSuccess, NameRunID, NameLastRunTimestamp, NameLastSuccessTimestamp} {
+		series := f.scrape(name)
+		if len(series) == 0 {
+			t.Errorf("no series %s", name)
+		}
+		for _, s := range series {
+			if a := s.Labels["account"]; a != "default" && a != "tenant-a" && a != "tenant-b" {
+				t.Errorf("%s%v: account %q", name, s.Labels, a)
+			}
+		}
+	}
+	for account, want := range map[string]float64{"default": 1100, "tenant-a": 7, "tenant-b": 9} {
+		if v := f.mustValue(t, NameRequests, map[string]string{"account": account}); v != want {
+			t.Errorf("requests of %s = %v, want %v", account, v, want)
+		}
+	}
+	if _, ok := f.value(t, NameLastSuccessTimestamp, map[string]string{"account": "tenant-a"}); ok {
+		t.Error("a last success pushed for the failed account")
+	}
+
+	// The next run works tenant-a (now a success) and tenant-b (failing);
+	// the default account was not worked (another shard holds it).
+	second := []RunMetrics{accountRun("tenant-a", true, t2), accountRun("tenant-b", false, t2)}
+	second[0].RunID, second[1].RunID = 50, 50
+	if err := Push(ctx, srv.URL, "", second, Grouping("instance", "video")); err != nil {
+		t.Fatal(err)
+	}
+	for account, want := range map[string]time.Time{"default": t1, "tenant-a": t2, "tenant-b": t1} {
+		if v := f.mustValue(t, NameLastSuccessTimestamp, map[string]string{"account": account}); v != float64(want.Unix()) {
+			t.Errorf("last success of %s = %v, want %v", account, v, want.Unix())
+		}
+	}
+	for account, want := range map[string]float64{"default": 41, "tenant-a": 50, "tenant-b": 50} {
+		if v := f.mustValue(t, NameRunID, map[string]string{"account": account}); v != want {
+			t.Errorf("run id of %s = %v, want %v", account, v, want)
+		}
+	}
+	if v := f.mustValue(t, NameStatus, map[string]string{"account": "tenant-b", "status": "failed"}); v != 1 {
+		t.Errorf("tenant-b failed = %v", v)
+	}
+	// PUT replaced tenant-b's run group: its first run's extra outcome is gone.
+	if _, ok := f.value(t, NameRows, map[string]string{"account": "tenant-b", "outcome": "legacy_outcome"}); ok {
+		t.Error("a series of tenant-b's earlier run survived")
+	}
+	if _, ok := f.value(t, NameRows, map[string]string{"account": "default", "outcome": "legacy_outcome"}); !ok {
+		t.Error("the default account's series were touched by a run that did not work it")
+	}
+}
+
+// A request that fails does not stop the other accounts' pushes; the error
+// names the account.
+func TestPushPerAccountPartialFailure(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	f.failOn = "/account/tenant-a"
+	err := Push(context.Background(), srv.URL, "", []RunMetrics{accountRun("tenant-a", true, t1), accountRun("tenant-b", true, t1)})
+	if err == nil || !strings.Contains(err.Error(), "account tenant-a") || strings.Contains(err.Error(), "account tenant-b") {
+		t.Fatalf("err = %v, want tenant-a's two pushes reported", err)
+	}
+	if got := f.groupKeys(); !slices.Equal(got, []string{"account=tenant-b,job=reconcile", "account=tenant-b,job=reconcile,result=success"}) {
+		t.Errorf("groups = %v", got)
+	}
+}
+
+func TestPushRefusesRepeatedAccountsAndPushesNothingForNone(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	for _, ms := range [][]RunMetrics{
+		{accountRun("a", true, t1), accountRun("a", false, t1)},
+		{accountRun("", true, t1), accountRun("b", true, t1), accountRun("", false, t1)},
+	} {
+		if err := Push(context.Background(), srv.URL, "", ms); err == nil || !strings.Contains(err.Error(), "given twice") {
+			t.Errorf("Push(%d metrics, one account twice) = %v", len(ms), err)
+		}
+	}
+	if err := Push(context.Background(), srv.URL, "", nil); err != nil {
+		t.Errorf("Push(nil) = %v", err)
+	}
+	if n := len(f.requests()); n != 0 {
+		t.Errorf("%d requests sent, want none", n)
 	}
 }

@@ -17,6 +17,12 @@
 // Pending rows are read with db.PendingPage, the run's own query, in keyset
 // pages, and classified with validate.Row, the run's own check, so plan and
 // run agree; memory holds one page and the first Limit domains of each class.
+//
+// The plan also counts the classes per account (Plan.Accounts; the default
+// account, NULL in SQL and "" in Go, is labelled "default") and flags the
+// accounts a run will not take up: an account with desired rows that no
+// reconcile_accounts row names (unknown) and a disabled one. Their rows are
+// classified as for any account but stay pending (Plan.HeldBack).
 package plan
 
 import (
@@ -53,6 +59,13 @@ const (
 	maxDetail = 160
 )
 
+// Flags of AccountSummary.Flag: why the next run leaves an account's rows
+// pending.
+const (
+	FlagUnknown  = "unknown account (rows stay pending)"
+	FlagDisabled = "disabled (rows stay pending)"
+)
+
 // Options change what Build reads.
 type Options struct {
 	// Limit is how many domains each class lists (the first by name); 0
@@ -63,12 +76,40 @@ type Options struct {
 	PageSize int
 }
 
-// Entry is one listed domain, with a detail (the reason it is invalid, the
-// last error of a failed one, the outcome of a done one).
+// Entry is one listed domain, with its account and a detail (the reason it
+// is invalid, the last error of a failed one, the outcome of a done one).
 type Entry struct {
 	Domain string `json:"domain"`
-	Detail string `json:"detail,omitempty"`
+	// Account is the row's account label: its name, or "default" for the
+	// default account (model.AccountLabel).
+	Account string `json:"account"`
+	Detail  string `json:"detail,omitempty"`
 }
+
+// AccountSummary is the plan of one account's rows.
+type AccountSummary struct {
+	// Account is the account's label: its name, or "default" for the
+	// default account (model.AccountLabel).
+	Account string `json:"account"`
+	// Desired, Pending, Calls and InvalidUnchanged are as in Plan, for the
+	// account's rows.
+	Desired          int64 `json:"desired"`
+	Pending          int64 `json:"pending"`
+	Calls            int64 `json:"calls"`
+	InvalidUnchanged int64 `json:"invalid_unchanged"`
+	// Counts holds the count of every class (keys: the Classes).
+	Counts map[Class]int64 `json:"counts"`
+	// Unknown: no reconcile_accounts row names the account; Disabled: its
+	// row is disabled. Either way the next run leaves its rows pending.
+	Unknown  bool `json:"unknown"`
+	Disabled bool `json:"disabled"`
+	// Flag says why the run leaves the rows pending (FlagUnknown,
+	// FlagDisabled), or is empty.
+	Flag string `json:"flag,omitempty"`
+}
+
+// HeldBack reports whether the next run leaves the account's rows pending.
+func (a *AccountSummary) HeldBack() bool { return a.Unknown || a.Disabled }
 
 // ClassSummary is one class: how many rows, and the first Limit of them.
 type ClassSummary struct {
@@ -93,6 +134,33 @@ type Plan struct {
 	InvalidUnchanged int64 `json:"invalid_unchanged"`
 	// Classes holds every class, in Classes order.
 	Classes []ClassSummary `json:"classes"`
+	// HeldBack is the part of Pending in accounts the next run will not
+	// take up (unknown or disabled): those rows stay pending.
+	HeldBack int64 `json:"held_back"`
+	// Accounts holds the plan of each account with desired rows, the
+	// default account first and then by name.
+	Accounts []AccountSummary `json:"accounts"`
+}
+
+// MultiAccount reports whether some desired row names an account (other
+// than the default one): then the table shows the accounts.
+func (p *Plan) MultiAccount() bool {
+	for _, a := range p.Accounts {
+		if a.Account != model.DefaultAccountLabel {
+			return true
+		}
+	}
+	return false
+}
+
+// Account returns the summary of the account labelled label, or nil.
+func (p *Plan) Account(label string) *AccountSummary {
+	for i := range p.Accounts {
+		if p.Accounts[i].Account == label {
+			return &p.Accounts[i]
+		}
+	}
+	return nil
 }
 
 // Class returns the summary of class c.
@@ -140,13 +208,45 @@ func Build(ctx context.Context, q db.Querier, o Options) (Plan, error) {
 	if o.PageSize <= 0 {
 		o.PageSize = DefaultPageSize
 	}
-	counts, err := db.CountStatus(ctx, q)
+	byAccount, err := db.CountStatusByAccount(ctx, q)
 	if err != nil {
 		return Plan{}, fmt.Errorf("plan: %w", err)
 	}
-	p := Plan{Desired: counts.Desired, InvalidUnchanged: counts.InvalidUnchanged}
+	var counts db.StatusCounts
+	p := Plan{Accounts: []AccountSummary{}}
+	named := false
+	for _, a := range byAccount {
+		counts.Desired += a.Desired
+		counts.Done += a.Done
+		counts.InvalidUnchanged += a.InvalidUnchanged
+		named = named || a.Account != ""
+		s := AccountSummary{Account: model.AccountLabel(a.Account), Desired: a.Desired,
+			InvalidUnchanged: a.InvalidUnchanged, Counts: map[Class]int64{}, Unknown: a.Unknown, Disabled: a.Disabled}
+		for _, c := range Classes {
+			s.Counts[c] = 0
+		}
+		s.Counts[Invalid] = a.InvalidUnchanged
+		s.Counts[Done] = a.Done
+		switch {
+		case a.Unknown:
+			s.Flag = FlagUnknown
+		case a.Disabled:
+			s.Flag = FlagDisabled
+		}
+		p.Accounts = append(p.Accounts, s)
+	}
+	p.Desired, p.InvalidUnchanged = counts.Desired, counts.InvalidUnchanged
 	for _, c := range Classes {
 		p.Classes = append(p.Classes, ClassSummary{Class: c, Domains: []Entry{}})
+	}
+	// account returns the summary of account label, adding one when a row
+	// of an account the counts did not see turns up (outside a snapshot).
+	account := func(label string) *AccountSummary {
+		if a := p.Account(label); a != nil {
+			return a
+		}
+		p.Accounts = append(p.Accounts, AccountSummary{Account: label, Counts: map[Class]int64{}})
+		return &p.Accounts[len(p.Accounts)-1]
 	}
 
 	after := ""
@@ -155,12 +255,21 @@ func Build(ctx context.Context, q db.Querier, o Options) (Plan, error) {
 		if err != nil {
 			return Plan{}, fmt.Errorf("plan: %w", err)
 		}
+		if named {
+			// Only when some row names an account: a table of the default
+			// account alone costs no lookup.
+			if err := db.FillAccounts(ctx, q, rows); err != nil {
+				return Plan{}, fmt.Errorf("plan: %w", err)
+			}
+		}
 		for _, r := range rows {
 			c, detail := Classify(r)
+			label := model.AccountLabel(r.Account)
 			s := p.Class(c)
 			s.Count++
+			account(label).Counts[c]++
 			if len(s.Domains) < o.Limit {
-				s.Domains = append(s.Domains, Entry{Domain: r.Domain, Detail: detail})
+				s.Domains = append(s.Domains, Entry{Domain: r.Domain, Account: label, Detail: detail})
 			}
 		}
 		if len(rows) < o.PageSize {
@@ -172,6 +281,14 @@ func Build(ctx context.Context, q db.Querier, o Options) (Plan, error) {
 		p.Pending += p.Class(c).Count
 	}
 	p.Calls = p.Pending - p.Class(Invalid).Count
+	for i := range p.Accounts {
+		a := &p.Accounts[i]
+		a.Calls = a.Counts[Add] + a.Counts[Update] + a.Counts[RetryFailed]
+		a.Pending = a.Calls + a.Counts[Invalid] - a.InvalidUnchanged
+		if a.HeldBack() {
+			p.HeldBack += a.Pending
+		}
+	}
 
 	// Details of the failed rows listed: their last error.
 	retry := p.Class(RetryFailed)
@@ -201,7 +318,7 @@ func Build(ctx context.Context, q db.Querier, o Options) (Plan, error) {
 			return Plan{}, fmt.Errorf("plan: %w", err)
 		}
 		for _, s := range list {
-			inv.Domains = append(inv.Domains, Entry{Domain: s.Domain,
+			inv.Domains = append(inv.Domains, Entry{Domain: s.Domain, Account: model.AccountLabel(s.Account),
 				Detail: errorDetail(fmt.Sprintf("unchanged since run %d", s.RunID), s)})
 		}
 	}
@@ -213,7 +330,8 @@ func Build(ctx context.Context, q db.Querier, o Options) (Plan, error) {
 			return Plan{}, fmt.Errorf("plan: %w", err)
 		}
 		for _, s := range list {
-			done.Domains = append(done.Domains, Entry{Domain: s.Domain, Detail: fmt.Sprintf("%s (run %d)", s.Outcome, s.RunID)})
+			done.Domains = append(done.Domains, Entry{Domain: s.Domain, Account: model.AccountLabel(s.Account),
+				Detail: fmt.Sprintf("%s (run %d)", s.Outcome, s.RunID)})
 		}
 	}
 	return p, nil

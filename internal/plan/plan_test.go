@@ -259,3 +259,233 @@ func TestRender(t *testing.T) {
 		}
 	}
 }
+
+// goldenDefaultOnly is the table of fixture with --limit 2, exactly as
+// before accounts existed: a database whose rows are all of the default
+// account gets no account column or table.
+const goldenDefaultOnly = `11 desired rows; the next run would take up 8: call the API for 6 and record 2 invalid.
+
+add                 3
+  a-new.example.com
+  b-fixed.example.com  last outcome: invalid
+  … 1 more
+
+update              2
+  c-edited.example.com
+  i-drifted.example.com  last outcome: drifted
+
+retry-failed        1
+  d-failed.example.com  last error: Throttling.User: Request was denied due to request throttling.
+
+invalid             3  (1 invalid and unchanged since an earlier run: counted, not recorded again)
+  e-bad.example.com         notify_auth_key: required when notify_req_auth is true
+  k-failed-bad.example.com  notify_url: has scheme "ftp": only http and https are allowed
+  … 1 more
+
+done                2
+  g-done.example.com  applied (run 5)
+  h-done.example.com  already_exists (run 6)
+`
+
+func TestTableDefaultAccountOnly(t *testing.T) {
+	t.Parallel()
+	tdb := fixture(t)
+	p, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := p.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != goldenDefaultOnly {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), goldenDefaultOnly)
+	}
+	if p.MultiAccount() || len(p.Accounts) != 1 || p.Accounts[0].Account != "default" || p.HeldBack != 0 {
+		t.Errorf("accounts = %+v, held back %d", p.Accounts, p.HeldBack)
+	}
+	for _, c := range p.Classes {
+		for _, e := range c.Domains {
+			if e.Account != "default" {
+				t.Errorf("%s: account %q, want default", e.Domain, e.Account)
+			}
+		}
+	}
+}
+
+// setAccount moves domain to account ("" = the default account).
+func setAccount(t *testing.T, pool *pgxpool.Pool, domain, account string) {
+	t.Helper()
+	var a any
+	if account != "" {
+		a = account
+	}
+	if _, err := pool.Exec(testutil.Context(t), `UPDATE desired_snapshot_callbacks SET account = $2 WHERE domain_name = $1`, domain, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// accountFixture is fixture plus rows of three named accounts: tenant-a
+// (known: one new row, one done), tenant-off (disabled: one new row) and
+// tenant-x (no reconcile_accounts row: one new row).
+func accountFixture(t *testing.T) *testdb.DB {
+	t.Helper()
+	tdb := fixture(t)
+	p := tdb.Pool
+	if _, err := p.Exec(testutil.Context(t), `INSERT INTO reconcile_accounts (name, credentials, disabled)
+VALUES ('tenant-a', 'default', false), ('tenant-off', 'default', true), ('tenant-unused', 'default', false)`); err != nil {
+		t.Fatal(err)
+	}
+	for d, a := range map[string]string{"l-tenant-new": "tenant-a", "m-tenant-done": "tenant-a", "n-unknown": "tenant-x", "o-off": "tenant-off"} {
+		setDesired(t, p, d+".example.com", "https://hooks.example.com/"+d, false, "")
+		setAccount(t, p, d+".example.com", a)
+	}
+	outcome(t, p, "m-tenant-done.example.com", model.OutcomeApplied, "", "")
+	return tdb
+}
+
+func TestBuildAccounts(t *testing.T) {
+	t.Parallel()
+	tdb := accountFixture(t)
+	type want struct {
+		desired, pending, calls, invalidUnchanged int64
+		counts                                    map[plan.Class]int64
+		unknown, disabled                         bool
+		flag                                      string
+	}
+	wantAccounts := []struct {
+		name string
+		want
+	}{
+		{"default", want{11, 8, 6, 1, map[plan.Class]int64{plan.Add: 3, plan.Update: 2, plan.RetryFailed: 1, plan.Invalid: 3, plan.Done: 2}, false, false, ""}},
+		{"tenant-a", want{2, 1, 1, 0, map[plan.Class]int64{plan.Add: 1, plan.Update: 0, plan.RetryFailed: 0, plan.Invalid: 0, plan.Done: 1}, false, false, ""}},
+		{"tenant-off", want{1, 1, 1, 0, map[plan.Class]int64{plan.Add: 1, plan.Update: 0, plan.RetryFailed: 0, plan.Invalid: 0, plan.Done: 0}, false, true, plan.FlagDisabled}},
+		{"tenant-x", want{1, 1, 1, 0, map[plan.Class]int64{plan.Add: 1, plan.Update: 0, plan.RetryFailed: 0, plan.Invalid: 0, plan.Done: 0}, true, false, plan.FlagUnknown}},
+	}
+	for _, o := range []plan.Options{{Limit: 20}, {Limit: 20, PageSize: 1}, {Limit: 1, PageSize: 2}} {
+		t.Run(fmt.Sprintf("limit %d page %d", o.Limit, o.PageSize), func(t *testing.T) {
+			ctx := testutil.Context(t)
+			tx, err := tdb.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			p, err := plan.Build(ctx, tx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Desired != 15 || p.Pending != 11 || p.Calls != 9 || p.InvalidUnchanged != 1 || p.HeldBack != 2 || !p.MultiAccount() {
+				t.Errorf("desired %d pending %d calls %d invalid_unchanged %d held back %d; want 15 11 9 1 2",
+					p.Desired, p.Pending, p.Calls, p.InvalidUnchanged, p.HeldBack)
+			}
+			if len(p.Accounts) != len(wantAccounts) {
+				t.Fatalf("accounts = %+v", p.Accounts)
+			}
+			for i, w := range wantAccounts {
+				a := p.Accounts[i]
+				got := want{a.Desired, a.Pending, a.Calls, a.InvalidUnchanged, a.Counts, a.Unknown, a.Disabled, a.Flag}
+				if a.Account != w.name || fmt.Sprint(got) != fmt.Sprint(w.want) {
+					t.Errorf("account %d = %s %+v\n want %s %+v", i, a.Account, got, w.name, w.want)
+				}
+			}
+			// Per account, the plan agrees with reconcile_account_status.
+			rows, err := tx.Query(ctx, `SELECT coalesce(account, 'default'), pending FROM reconcile_account_status`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			viewPending := map[string]int64{}
+			var name string
+			var n int64
+			if _, err := pgx.ForEachRow(rows, []any{&name, &n}, func() error { viewPending[name] = n; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range p.Accounts {
+				if viewPending[a.Account] != a.Pending {
+					t.Errorf("%s: plan %d pending, view %d", a.Account, a.Pending, viewPending[a.Account])
+				}
+			}
+			// Every listed entry carries its row's account.
+			wantAccount := map[string]string{"l-tenant-new.example.com": "tenant-a", "m-tenant-done.example.com": "tenant-a",
+				"n-unknown.example.com": "tenant-x", "o-off.example.com": "tenant-off"}
+			listed := 0
+			for _, c := range p.Classes {
+				for _, e := range c.Domains {
+					listed++
+					w := wantAccount[e.Domain]
+					if w == "" {
+						w = "default"
+					}
+					if e.Account != w {
+						t.Errorf("%s %s: account %q, want %q", c.Class, e.Domain, e.Account, w)
+					}
+				}
+			}
+			if o.Limit == 20 && listed != 15 {
+				t.Errorf("%d entries listed, want 15", listed)
+			}
+		})
+	}
+}
+
+func TestRenderAccounts(t *testing.T) {
+	t.Parallel()
+	tdb := accountFixture(t)
+	p, err := plan.Build(testutil.Context(t), tdb.Pool, plan.Options{Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := p.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	out := table.String()
+	for _, want := range []string{
+		"15 desired rows in 4 accounts; the next run would take up 11: call the API for 9 and record 2 invalid.\n" +
+			"2 of the pending rows are in accounts the next run will not take up: they stay pending.\n\n",
+		"\n\n  ACCOUNT     DESIRED  PENDING  ADD  UPDATE  RETRY-FAILED  INVALID  DONE\n" +
+			"  default          11        8    3       2             1        3     2\n" +
+			"  tenant-a          2        1    1       0             0        0     1\n" +
+			"  tenant-off        1        1    1       0             0        0     0  disabled (rows stay pending)\n" +
+			"  tenant-x          1        1    1       0             0        0     0  unknown account (rows stay pending)\n\nadd ",
+		"  l-tenant-new.example.com  tenant-a\n",
+		"  b-fixed.example.com       default     last outcome: invalid\n",
+		"  n-unknown.example.com     tenant-x\n",
+		"  m-tenant-done.example.com  tenant-a  applied (run ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	var js bytes.Buffer
+	if err := p.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		HeldBack int64 `json:"held_back"`
+		Accounts []struct {
+			Account string           `json:"account"`
+			Pending int64            `json:"pending"`
+			Counts  map[string]int64 `json:"counts"`
+			Unknown bool             `json:"unknown"`
+			Flag    string           `json:"flag"`
+		} `json:"accounts"`
+		Classes []struct {
+			Domains []struct{ Domain, Account string } `json:"domains"`
+		} `json:"classes"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	x := raw.Accounts[3]
+	if raw.HeldBack != 2 || len(raw.Accounts) != 4 || x.Account != "tenant-x" || !x.Unknown || x.Flag != plan.FlagUnknown ||
+		x.Counts["add"] != 1 || x.Counts["retry-failed"] != 0 || raw.Accounts[0].Counts["retry-failed"] != 1 {
+		t.Errorf("JSON accounts: %s", js.String())
+	}
+	if d := raw.Classes[0].Domains[0]; d.Domain != "a-new.example.com" || d.Account != "default" {
+		t.Errorf("JSON first entry = %+v", d)
+	}
+	var back plan.Plan
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || fmt.Sprint(back) != fmt.Sprint(p) {
+		t.Errorf("JSON round trip (%v):\n%+v\n%+v", err, back, p)
+	}
+}

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/reconcile/reconcile/internal/model"
 	"github.com/reconcile/reconcile/internal/textout"
 )
 
@@ -83,25 +86,129 @@ func (r Report) WriteTable(out io.Writer) error {
 	fmt.Fprintf(w, "done %d, not done %d; invalid_unchanged rows were invalid before with the same values (counted, not re-sent)\n\n",
 		r.Done, r.NotDone)
 
+	multi := r.MultiAccount()
+	if multi {
+		r.writeAccounts(w)
+	}
+
 	if len(r.Failures) == 0 {
 		fmt.Fprintln(w, "No failures.")
 		return textout.WriteTrimmed(out, w.Bytes())
 	}
 	fmt.Fprintln(w, "FAILURES BY ERROR CODE")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "OUTCOME\tERROR CODE\tCOUNT\tSAMPLE DOMAINS\n")
+	if multi {
+		fmt.Fprintf(tw, "ACCOUNT\tOUTCOME\tERROR CODE\tCOUNT\tSAMPLE DOMAINS\n")
+	} else {
+		fmt.Fprintf(tw, "OUTCOME\tERROR CODE\tCOUNT\tSAMPLE DOMAINS\n")
+	}
 	for _, f := range r.Failures {
 		sample := strings.Join(f.SampleDomains, " ")
 		if int64(len(f.SampleDomains)) < f.Count {
 			sample += " …"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", f.Outcome, orNone(f.ErrorCode), f.Count, sample)
+		lead := ""
+		if multi {
+			lead = f.Account + "\t"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%d\t%s\n", lead, f.Outcome, orNone(f.ErrorCode), f.Count, sample)
 		if f.SampleMessage != "" {
-			fmt.Fprintf(tw, "\t\t\te.g. %s\n", oneLine(f.SampleMessage, maxMessage))
+			if multi {
+				lead = "\t"
+			}
+			fmt.Fprintf(tw, "%s\t\t\te.g. %s\n", lead, oneLine(f.SampleMessage, maxMessage))
 		}
 	}
 	_ = tw.Flush()
 	return textout.WriteTrimmed(out, w.Bytes())
+}
+
+// writeAccounts writes the accounts section of the table: one line per
+// account with its status and counts (and the reason it stopped under it),
+// then its outcomes.
+//
+//	ACCOUNTS
+//	ACCOUNT   STATUS     PENDING  DONE  NOT DONE  REQUESTS  THROTTLED  RATE  TOOK
+//	default   succeeded      950   940        10      1000         12    25  9m58s
+//	tenant-a  failed          40     0         0         1          0    10  0.3s
+//	  reason: credentials refused (error code NoPermission)
+//
+//	OUTCOMES BY ACCOUNT
+//	ACCOUNT   APPLIED  ALREADY_EXISTS  UPDATED  INVALID  FAILED
+//	default       930              10        0        4       6
+//	tenant-a        0               0        0        0       0
+func (r Report) writeAccounts(w *bytes.Buffer) {
+	width := len("ACCOUNT")
+	for _, a := range r.Accounts {
+		width = max(width, len([]rune(a.Account)))
+	}
+	fmt.Fprintln(w, "ACCOUNTS")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	// The name and the status are padded by hand, so that AlignRight leaves
+	// them left-aligned; every cell ends with a tab.
+	fmt.Fprintf(tw, "%-*s\t%-11s\tPENDING\tDONE\tNOT DONE\tREQUESTS\tTHROTTLED\tRATE\tTOOK\t\n", width, "ACCOUNT", "STATUS")
+	var reasons []string
+	for _, a := range r.Accounts {
+		rate, took := "-", "-"
+		if a.Rate != nil {
+			rate = strconv.FormatFloat(*a.Rate, 'f', -1, 64)
+		}
+		if a.FinishedAt != nil {
+			took = seconds(a.DurationSeconds)
+		}
+		status := a.Status
+		if status == "" {
+			status = "-"
+		}
+		fmt.Fprintf(tw, "%-*s\t%-11s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", width, a.Account, status, a.Pending, a.Done,
+			a.NotDone, a.Requests, a.Throttled, rate, took)
+		if a.Reason != "" || a.ErrorCode != "" {
+			why := a.Reason
+			if a.ErrorCode != "" {
+				if why != "" {
+					why += " "
+				}
+				why += "(error code " + a.ErrorCode + ")"
+			}
+			reasons = append(reasons, fmt.Sprintf("  %s: %s", a.Account, oneLine(why, maxMessage)))
+		}
+	}
+	_ = tw.Flush()
+	for _, l := range reasons {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
+
+	// The outcomes of the run-level table, in its order, and any other an
+	// account had.
+	var names []string
+	seen := map[string]bool{}
+	for _, o := range r.Outcomes {
+		names, seen[o.Outcome] = append(names, o.Outcome), true
+	}
+	for _, a := range r.Accounts {
+		for _, k := range slices.Sorted(maps.Keys(a.Outcomes)) {
+			if !seen[k] {
+				names, seen[k] = append(names, k), true
+			}
+		}
+	}
+	fmt.Fprintln(w, "OUTCOMES BY ACCOUNT")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\t", width, "ACCOUNT")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", strings.ToUpper(n))
+	}
+	fmt.Fprintln(tw)
+	for _, a := range r.Accounts {
+		fmt.Fprintf(tw, "%-*s\t", width, a.Account)
+		for _, n := range names {
+			fmt.Fprintf(tw, "%d\t", a.Outcomes[n])
+		}
+		fmt.Fprintln(tw)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
 }
 
 // WriteCSV writes r as CSVHeader and one line per value:
@@ -109,6 +216,16 @@ func (r Report) WriteTable(out io.Writer) error {
 //	run,,status,succeeded
 //	outcome,applied,count,950
 //	failure,failed/Throttling.User,sample_domains,a.example.com b.example.com
+//	failure,failed/Throttling.User,account,default
+//	account,tenant-a,status,failed
+//	account,tenant-a,outcome.applied,12
+//
+// A failure group of a named account is named <account>:<outcome>/<code>
+// (tenant-a:failed/Throttling.User), one of the default account
+// <outcome>/<code> as before accounts; every group has an account line.
+// The account lines (one per field of Account, the outcomes as
+// outcome.<outcome>) follow the failures. A run from before schema 7 has
+// neither: its lines are those it had then.
 func (r Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	put := func(section, name, field, value string) { _ = cw.Write([]string{section, name, field, value}) }
@@ -144,11 +261,49 @@ func (r Report) WriteCSV(w io.Writer) error {
 			put("outcome", o.Outcome, "last_seconds", float(*o.LastSeconds))
 		}
 	}
+	// A run from before schema 7 (no accounts) gets the lines it got then.
+	withAccounts := len(r.Accounts) > 0 || r.MultiAccount()
 	for _, f := range r.Failures {
 		name := f.Outcome + "/" + f.ErrorCode
+		if f.Account != model.DefaultAccountLabel {
+			name = f.Account + ":" + name
+		}
 		put("failure", name, "count", strconv.FormatInt(f.Count, 10))
 		put("failure", name, "sample_domains", strings.Join(f.SampleDomains, " "))
 		put("failure", name, "sample_message", f.SampleMessage)
+		if withAccounts {
+			put("failure", name, "account", f.Account)
+		}
+	}
+	for _, a := range r.Accounts {
+		n := a.Account
+		put("account", n, "status", a.Status)
+		put("account", n, "reason", a.Reason)
+		put("account", n, "error_code", a.ErrorCode)
+		put("account", n, "pending", strconv.FormatInt(a.Pending, 10))
+		put("account", n, "done", strconv.FormatInt(a.Done, 10))
+		put("account", n, "not_done", strconv.FormatInt(a.NotDone, 10))
+		put("account", n, "requests", strconv.FormatInt(a.Requests, 10))
+		put("account", n, "throttled", strconv.FormatInt(a.Throttled, 10))
+		rate := ""
+		if a.Rate != nil {
+			rate = float(*a.Rate)
+		}
+		put("account", n, "rate", rate)
+		started := ""
+		if !a.StartedAt.IsZero() {
+			started = a.StartedAt.UTC().Format(time.RFC3339Nano)
+		}
+		put("account", n, "started_at", started)
+		finished := ""
+		if a.FinishedAt != nil {
+			finished = a.FinishedAt.UTC().Format(time.RFC3339Nano)
+		}
+		put("account", n, "finished_at", finished)
+		put("account", n, "duration_seconds", float(a.DurationSeconds))
+		for _, o := range slices.Sorted(maps.Keys(a.Outcomes)) {
+			put("account", n, "outcome."+o, strconv.FormatInt(a.Outcomes[o], 10))
+		}
 	}
 	cw.Flush()
 	return cw.Error()

@@ -4,6 +4,12 @@
 // code with sample domains. It reads the views of migration 003
 // (reconcile_run_summary, reconcile_failures_by_code), so the report and SQL
 // users see the same numbers, and it writes nothing.
+//
+// Since schema 7 a run records every account it took up
+// (reconcile_run_accounts): the report then has a section per account (its
+// status, why it stopped, its counts, and its outcomes from
+// reconcile_outcomes), and each failure group names its account. A run from
+// before schema 7 has no such rows: its report has no accounts.
 package report
 
 import (
@@ -45,13 +51,50 @@ type Outcome struct {
 }
 
 // Failure is one group of outcomes that left rows not done: same outcome,
-// same error code.
+// same error code, same account.
 type Failure struct {
 	Outcome       string   `json:"outcome"`
 	ErrorCode     string   `json:"error_code"`
 	Count         int64    `json:"count"`
 	SampleDomains []string `json:"sample_domains"`
 	SampleMessage string   `json:"sample_message"`
+	// Account is the outcomes' account: its name, or "default" for the
+	// default account (model.AccountLabel).
+	Account string `json:"account"`
+}
+
+// Account is one account the run took up (reconcile_run_accounts), with
+// its outcomes.
+type Account struct {
+	// Account is the account's name, or "default" for the default account
+	// (model.AccountLabel).
+	Account string `json:"account"`
+	// Status is running, succeeded (its pass completed), failed,
+	// interrupted or skipped.
+	Status string `json:"status"`
+	// Reason says why the account failed or was skipped; ErrorCode is the
+	// API's error code that stopped it. Both "" when none.
+	Reason    string `json:"reason"`
+	ErrorCode string `json:"error_code"`
+	// Pending is the rows of the account pending when it started; Done and
+	// NotDone the rows that ended done and not done.
+	Pending int64 `json:"pending"`
+	Done    int64 `json:"done"`
+	NotDone int64 `json:"not_done"`
+	// Requests and Throttled count the API requests sent to the account
+	// and the throttled answers.
+	Requests  int64 `json:"requests"`
+	Throttled int64 `json:"throttled"`
+	// Rate is the rate the account was run at (requests per second); null
+	// when not recorded.
+	Rate       *float64   `json:"rate"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"` // null while running
+	// DurationSeconds is finished_at - started_at; 0 while running.
+	DurationSeconds float64 `json:"duration_seconds"`
+	// Outcomes counts the run's outcomes for the account, per outcome
+	// (only the outcomes it had).
+	Outcomes map[string]int64 `json:"outcomes"`
 }
 
 // Report is the audit report of one run.
@@ -70,6 +113,27 @@ type Report struct {
 	Throttled         int64     `json:"throttled"`
 	RequestsPerSecond float64   `json:"requests_per_second"`
 	Failures          []Failure `json:"failures"`
+	// Accounts are the accounts the run took up, the default account first
+	// and then by name; empty for a run from before schema 7.
+	Accounts []Account `json:"accounts"`
+}
+
+// MultiAccount reports whether the run is about some account other than
+// the default one (an account it took up, or a failure group): then the
+// table shows the accounts. A run of the default account alone gets the
+// table it got before accounts existed.
+func (r *Report) MultiAccount() bool {
+	for _, a := range r.Accounts {
+		if a.Account != model.DefaultAccountLabel {
+			return true
+		}
+	}
+	for _, f := range r.Failures {
+		if f.Account != model.DefaultAccountLabel {
+			return true
+		}
+	}
+	return false
 }
 
 // Build reads the report of run runID through q; runID 0 means the latest
@@ -99,6 +163,16 @@ func Build(ctx context.Context, q db.Querier, runID int64) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("report: %w", err)
 	}
+	accounts, err := db.RunAccounts(ctx, q, runID)
+	if err != nil {
+		return Report{}, fmt.Errorf("report: %w", err)
+	}
+	var perAccount []db.AccountOutcomeCount
+	if len(accounts) > 0 {
+		if perAccount, err = db.AccountOutcomes(ctx, q, runID); err != nil {
+			return Report{}, fmt.Errorf("report: %w", err)
+		}
+	}
 
 	r := Report{
 		Run: Run{ID: s.ID, Kind: s.Kind, Status: s.Status, StartedAt: s.StartedAt,
@@ -106,7 +180,7 @@ func Build(ctx context.Context, q db.Querier, runID int64) (Report, error) {
 			HostName: s.HostName, Version: s.Version, Note: s.Note},
 		Done: s.Done, NotDone: s.NotDone, InvalidUnchanged: s.Counts.InvalidUnchanged,
 		Requests: s.Counts.Requests, Throttled: s.Counts.Throttled, RequestsPerSecond: s.RequestsPerSecond,
-		Outcomes: []Outcome{}, Failures: []Failure{},
+		Outcomes: []Outcome{}, Failures: []Failure{}, Accounts: []Account{},
 	}
 	if !s.FinishedAt.IsZero() {
 		f := s.FinishedAt
@@ -144,7 +218,39 @@ func Build(ctx context.Context, q db.Querier, runID int64) (Report, error) {
 	}
 	for _, g := range groups {
 		r.Failures = append(r.Failures, Failure{Outcome: g.Outcome, ErrorCode: g.ErrorCode, Count: g.Count,
-			SampleDomains: g.SampleDomains, SampleMessage: g.SampleMessage})
+			SampleDomains: g.SampleDomains, SampleMessage: g.SampleMessage, Account: model.AccountLabel(g.Account)})
 	}
+	r.Accounts = accountsOf(accounts, perAccount)
 	return r, nil
+}
+
+// accountsOf joins the run's accounts with their outcome counts. An account
+// with outcomes but no reconcile_run_accounts row (which a run does not
+// leave) is listed too, after the others, with an empty status, so that no
+// outcome is lost.
+func accountsOf(accounts []db.RunAccount, counts []db.AccountOutcomeCount) []Account {
+	out := make([]Account, 0, len(accounts))
+	index := map[string]int{}
+	for _, a := range accounts {
+		acc := Account{Account: model.AccountLabel(a.Account), Status: a.Status, Reason: a.Reason,
+			ErrorCode: a.ErrorCode, Pending: a.Pending, Done: a.Done, NotDone: a.NotDone, Requests: a.Requests,
+			Throttled: a.Throttled, Rate: a.Rate, StartedAt: a.StartedAt, DurationSeconds: a.Duration.Seconds(),
+			Outcomes: map[string]int64{}}
+		if !a.FinishedAt.IsZero() {
+			f := a.FinishedAt
+			acc.FinishedAt = &f
+		}
+		index[a.Account] = len(out)
+		out = append(out, acc)
+	}
+	for _, c := range counts {
+		i, ok := index[c.Account]
+		if !ok {
+			i = len(out)
+			index[c.Account] = i
+			out = append(out, Account{Account: model.AccountLabel(c.Account), Outcomes: map[string]int64{}})
+		}
+		out[i].Outcomes[c.Outcome] = c.Count
+	}
+	return out
 }
