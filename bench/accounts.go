@@ -163,6 +163,10 @@ type accountFigures struct {
 	// run's first request (any account's).
 	First time.Duration `json:"first"`
 	Last  time.Duration `json:"last"`
+	// OverAt are the starts of the 1-second windows in which the account
+	// had more requests than its limit (from the run's first request; the
+	// first of each run of overlapping windows).
+	OverAt []time.Duration `json:"over_at,omitempty"`
 	// Pending and Done are the account's desired rows after the run.
 	Pending int64 `json:"pending"`
 	Done    int64 `json:"done"`
@@ -245,11 +249,37 @@ func analyseAccounts(entries []livesim.Entry, spec []simAccount, rowsEach int) (
 			f.Last = max(f.Last, e.Time.Sub(t0))
 			n++
 		}
+		if a.Limit > 0 {
+			f.OverAt = windowsOver(byAcct[a.Name], t0, a.Limit)
+		}
 		if a.regular() {
 			regular = append(regular, f)
 		}
 	}
 	return figs, steadyOf(entries, t0, regular)
+}
+
+// windowsOver returns where the 1-second windows of entries that hold more
+// than limit requests start, from t0, at most one a second: the first such
+// window, then the first that starts a second or more after the last one
+// listed.
+func windowsOver(entries []livesim.Entry, t0 time.Time, limit int) []time.Duration {
+	ts := make([]time.Duration, len(entries))
+	for i, e := range entries {
+		ts[i] = e.Time.Sub(t0)
+	}
+	slices.Sort(ts)
+	var out []time.Duration
+	end := 0 // ts[i:end] is the window that starts at ts[i]
+	for i, start := range ts {
+		for end < len(ts) && ts[end] < start+time.Second {
+			end++
+		}
+		if end-i > limit && (len(out) == 0 || start >= out[len(out)-1]+time.Second) {
+			out = append(out, start)
+		}
+	}
+	return out
 }
 
 // steadyOf is the aggregate of accts (figures with First and Last set)
@@ -410,7 +440,9 @@ func (b *bench) accountsRun(ctx context.Context, sr *scenarioResult, part accoun
 		return err
 	}
 	defer sim.stop()
-	args := []string{"--rate", strconv.Itoa(accountsRate)}
+	// Debug level adds one "account progress" line per account and
+	// --progress-interval: each account's adaptive rate over the run.
+	args := []string{"--rate", strconv.Itoa(accountsRate), "--log-level", "debug"}
 	argsList := [][]string{args}
 	if part.shards > 0 {
 		argsList = nil

@@ -353,8 +353,11 @@ type jobRun struct {
 	// paused after too many failed answers).
 	BreakerPauses int `json:"breaker_pauses,omitempty"`
 	// AccountSummaries are the job's "account summary" lines (one per
-	// account of a run with several).
-	AccountSummaries []map[string]any `json:"account_summaries,omitempty"`
+	// account of a run with several); AccountRateLimits the
+	// current_rate_limit of its "account progress" lines (--log-level
+	// debug), per account label, in order.
+	AccountSummaries  []map[string]any     `json:"account_summaries,omitempty"`
+	AccountRateLimits map[string][]float64 `json:"account_rate_limits,omitempty"`
 }
 
 // CPU is the job's utime+stime.
@@ -416,7 +419,7 @@ func (b *bench) runJob(ctx context.Context, name, url, endpoint string, args, en
 		return nil, fmt.Errorf("reconcile run: %s", lr.Err)
 	}
 	j := &jobRun{Args: redactArgs(full), Exit: lr.Exit, Wall: lr.Wall, UserCPU: lr.User, SysCPU: lr.Sys, MaxRSSKiB: lr.MaxRSSKiB}
-	j.Summary, j.RateLimits, j.BreakerPauses, j.AccountSummaries = scanJobLog(logPath)
+	j.scanLog(logPath)
 	if ctx.Err() != nil {
 		return j, fmt.Errorf("reconcile run did not finish within %s (log: %s)", jobTimeout, logPath)
 	}
@@ -496,14 +499,14 @@ func (b *bench) logWriter(f *os.File) io.Writer {
 	return f
 }
 
-// scanJobLog returns the last "summary" (or "dry run summary") JSON log
-// line of the job's stderr, the current_rate_limit of its progress lines,
-// how many times the circuit breaker paused dispatching, and its "account
-// summary" lines.
-func scanJobLog(path string) (summary map[string]any, limits []float64, breaker int, accts []map[string]any) {
+// scanLog reads the job's stderr (JSON lines): its last "summary" (or "dry
+// run summary") line, the current_rate_limit of its progress lines, how many
+// times the circuit breaker paused dispatching, and its per-account
+// summary and progress lines.
+func (j *jobRun) scanLog(path string) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, 0, nil
+		return
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -518,20 +521,25 @@ func scanJobLog(path string) (summary map[string]any, limits []float64, breaker 
 		if json.Unmarshal(line, &m) != nil {
 			continue
 		}
-		switch msg, _ := m["msg"].(string); msg {
-		case "summary", "dry run summary":
-			summary = m
-		case "account summary":
-			accts = append(accts, m)
-		}
-		if v, ok := m["current_rate_limit"].(float64); ok {
-			limits = append(limits, v)
-		}
-		if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "circuit breaker") {
-			breaker++
+		limit, hasLimit := m["current_rate_limit"].(float64)
+		msg, _ := m["msg"].(string)
+		switch {
+		case msg == "summary" || msg == "dry run summary":
+			j.Summary = m
+		case msg == "account summary":
+			j.AccountSummaries = append(j.AccountSummaries, m)
+		case msg == "account progress" && hasLimit:
+			label, _ := m["account"].(string)
+			if j.AccountRateLimits == nil {
+				j.AccountRateLimits = map[string][]float64{}
+			}
+			j.AccountRateLimits[label] = append(j.AccountRateLimits[label], limit)
+		case hasLimit:
+			j.RateLimits = append(j.RateLimits, limit)
+		case strings.HasPrefix(msg, "circuit breaker"):
+			j.BreakerPauses++
 		}
 	}
-	return summary, limits, breaker, accts
 }
 
 func redactArgs(args []string) []string {

@@ -930,7 +930,33 @@ func accountRateChecks(label string, m *runMeasure, am *accountsMeasure, aggTarg
 		windowCheck(label, st, "each account"),
 		target(label+"throttled requests", "0", fmt.Sprint(m.Throttled), m.Throttled == 0),
 		info(label+"accounts' rates: slowest / median / fastest", fmt.Sprintf("%.2f/s (%s) / %.2f/s / %.2f/s", st.minRate, st.slowest, st.medRate, st.maxRate)),
+		overCheck(label, am.Accounts),
 	}
+}
+
+// overCheck reports when the accounts' 1-second windows over their limit
+// began: how many accounts had one starting in each second of the run.
+func overCheck(label string, figs []accountFigures) check {
+	bySecond := map[int]int{}
+	for _, f := range figs {
+		seen := map[int]bool{}
+		for _, d := range f.OverAt {
+			if sec := int(d / time.Second); !seen[sec] {
+				seen[sec] = true
+				bySecond[sec]++
+			}
+		}
+	}
+	var secsList []int
+	for sec := range bySecond {
+		secsList = append(secsList, sec)
+	}
+	slices.Sort(secsList)
+	var parts []string
+	for _, sec := range secsList {
+		parts = append(parts, fmt.Sprintf("%d–%d s: %d", sec, sec+1, bySecond[sec]))
+	}
+	return info(label+"1-s windows over an account's limit: where they start (from the first request), accounts", listOrNone(parts))
 }
 
 // windowCheck: no account of st over its limit in any 1-second window.
@@ -946,7 +972,7 @@ func accountsPartChecks(label string, m *runMeasure, am *accountsMeasure, aggTar
 	cs := accountRateChecks(label, m, am, aggTarget, budget)
 	cs = append(cs,
 		target(label+"all rows done", "yes (exit 0, 0 pending)", fmt.Sprintf("exit %d, %s pending", m.Job.Exit, commas(int(m.PendingAfter))), m.Job.Exit == 0 && m.PendingAfter == 0),
-		rssCheck(m, label))
+		rssInfo(m, label))
 	return append(cs, runChecks(m, label)...)
 }
 
@@ -958,6 +984,7 @@ func accountsHiddenChecks(label string, m *runMeasure, am *accountsMeasure, perT
 			fmt.Sprintf("%.2f/s (%s); median %.2f/s, fastest %.2f/s", st.minRate, st.slowest, st.medRate, st.maxRate), st.n > 0 && st.minRate >= perTarget),
 		windowCheck(label+fmt.Sprintf("the %d regular accounts: ", st.n), st, "each"),
 		target(label+fmt.Sprintf("the %d regular accounts: throttled requests", st.n), "0", fmt.Sprint(st.throttled), st.throttled == 0),
+		overCheck(label+fmt.Sprintf("the %d regular accounts: ", st.n), slices.DeleteFunc(slices.Clone(am.Accounts), func(f accountFigures) bool { return !regularFig(f) })),
 		target(label+fmt.Sprintf("the %d accounts with working keys: rows pending after", working.n), "0",
 			fmt.Sprintf("%s of %s", commas(int(working.pending)), commas(working.rows)), working.pending == 0),
 	}
@@ -967,7 +994,9 @@ func accountsHiddenChecks(label string, m *runMeasure, am *accountsMeasure, perT
 			var status []string
 			for _, r := range am.RunAccounts {
 				if r.Account == f.Name {
-					status = append(status, fmt.Sprintf("`%s` (%s)", r.Status, strings.Join(slices.DeleteFunc([]string{r.ErrorCode, r.Reason}, func(s string) bool { return s == "" }), ": ")))
+					// The reason's head (it goes on to quote the answer).
+					reason, _, _ := strings.Cut(r.Reason, ": ")
+					status = append(status, fmt.Sprintf("`%s` (%s)", r.Status, strings.Join(slices.DeleteFunc([]string{r.ErrorCode, reason}, func(s string) bool { return s == "" }), ": ")))
 				}
 			}
 			if len(status) == 0 {
@@ -979,22 +1008,21 @@ func accountsHiddenChecks(label string, m *runMeasure, am *accountsMeasure, perT
 				info(label+f.Name+" (key refused): requests sent to it (answers)", fmt.Sprintf("%d (%s)", f.Requests, countList(f.Codes, 0))))
 		case f.Limit != accountsRate:
 			used := f.RateAccepted / float64(f.Limit)
-			jobRate := "n/a"
-			for _, r := range am.RunAccounts {
-				if r.Account == f.Name && r.worked() {
-					jobRate = fmt.Sprintf("%.1f/s", r.Rate)
-				}
+			var limits []string
+			for _, l := range m.Job.AccountRateLimits[f.Name] {
+				limits = append(limits, fmt.Sprintf("%.1f", l))
 			}
 			cs = append(cs,
 				info(label+fmt.Sprintf("%s (hidden limit %d): accepted rate (budget used)", f.Name, f.Limit), fmt.Sprintf("%.2f/s (%.1f%%)", f.RateAccepted, 100*used)),
 				info(label+f.Name+": throttled requests (share of its requests)", fmt.Sprintf("%d (%s of %s)", f.Throttled, pct(f.Throttled, f.Requests), commas(f.Requests))),
-				info(label+f.Name+": most in any 1-s window, all / accepted; the rate reconcile_run_accounts records", fmt.Sprintf("%d / %d; %s", f.MaxWindow, f.MaxWindowAcc, jobRate)),
+				info(label+f.Name+": most in any 1-s window, all / accepted", fmt.Sprintf("%d / %d", f.MaxWindow, f.MaxWindowAcc)),
+				info(label+f.Name+": the job's rate limit for it every 10 s (its `account progress` lines)", listOrNone(limits)),
 				info(label+f.Name+": first to last request; rows pending after", fmt.Sprintf("%s; %d", secs(f.Last-f.First), f.Pending)))
 		}
 	}
 	cs = append(cs,
 		target(label+"exit code", fmt.Sprintf("%d (some accounts failed)", 7), fmt.Sprint(m.Job.Exit), m.Job.Exit == 7),
-		rssCheck(m, label),
+		rssInfo(m, label),
 		info(label+fmt.Sprintf("aggregate of the %d regular accounts while all send", st.n), fmt.Sprintf("%.1f/s over %s", am.Steady.Rate, secs(am.Steady.Span()))),
 	)
 	return append(cs, runChecks(m, label)...)
@@ -1040,7 +1068,7 @@ func accountsShardChecks(label string, m *runMeasure, am *accountsMeasure, aggTa
 	cs = append(cs,
 		target(label+"accounts worked by two processes (reconcile_run_accounts)", "0", measured, sh.OK()),
 		target(label+"all rows done", "yes (every process exits 0, 0 pending)", fmt.Sprintf("exits %s; %s pending", strings.Join(exits, ", "), commas(int(m.PendingAfter))), allZero && len(exits) == len(am.ProcRuns) && m.PendingAfter == 0),
-		target(label+"peak RSS of each process", "≤ 64 MiB", fmt.Sprintf("largest %s (%s)", mib(maxRSS), strings.Join(rss, ", ")), len(rss) > 0 && maxRSS <= rssLimitKiB),
+		info(label+"peak RSS of each process (the other scenarios hold one process to 64 MiB)", fmt.Sprintf("largest %s (%s)", mib(maxRSS), strings.Join(rss, ", "))),
 		info(label+"per process (--shard i/n)", strings.Join(procs, "; ")),
 		info(label+"accounts whose requests at the simulator differ from those reconcile_run_accounts recorded", listOrNone(mismatch)),
 	)
@@ -1052,6 +1080,12 @@ func accountsShardChecks(label string, m *runMeasure, am *accountsMeasure, aggTa
 		cs = append(cs, c)
 	}
 	return cs
+}
+
+// rssInfo reports the job's peak RSS: the issue asks for it reported (the
+// other scenarios' 64 MiB is for one account).
+func rssInfo(m *runMeasure, label string) check {
+	return info(label+"peak RSS of the job (the other scenarios hold it to 64 MiB)", mib(m.Job.MaxRSSKiB))
 }
 
 // each is the rows per account of a part.
