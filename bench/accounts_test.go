@@ -382,7 +382,7 @@ func TestRenderAccounts(t *testing.T) {
 		"| A, one process: most requests to one account in any 1-s window | ≤ 30, each account | largest 30 (acct-01) | PASS |",
 		"| A, one process: all rows done | yes (exit 0, 0 pending) | exit 0, 0 pending | PASS |",
 		// B: the regular accounts went over 30 in one second.
-		"| B, hidden limit and refused key: the 4 regular accounts: most requests to one account in any 1-s window | ≤ 30, each | largest 31 (acct-01); over the limit: acct-01, acct-02, acct-03, acct-04 | **FAIL** |",
+		"| B, hidden limit and refused key: the 4 regular accounts: most requests to one account in any 1-s window | ≤ 30, each | largest 31 (acct-01); 4 of 4 accounts over the limit (acct-01, acct-02, acct-03, acct-04) | **FAIL** |",
 		"| B, hidden limit and refused key: the 4 regular accounts: rate of the slowest | ≥ 29.10/s (97% of 30), each | 29.50/s (acct-01); median 29.50/s, fastest 29.50/s | PASS |",
 		"| B, hidden limit and refused key: acct-06 (key refused): its rows stay pending | all 100 | 100 of 100 pending; reconcile_run_accounts: `failed` (InvalidAccessKeyId.Inactive: credentials refused) | PASS |",
 		"| B, hidden limit and refused key: acct-05 (hidden limit 10): accepted rate (budget used) |  | 9.50/s (95.0%) |  |",

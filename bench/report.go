@@ -121,7 +121,7 @@ func render(res *result) string {
 	p("passes a variable to the job for a diagnosis; `--accounts-size 10x300` shrinks scenario 8 alone (accounts × rows\n")
 	p("each). Before each measured run it waits up to `--quiet-wait` (45 s) for\n")
 	p("other processes to use less than a quarter of the CPUs, since the machine may be shared. A full run takes about\n")
-	p("30 minutes (the shared-budget sweep alone 17, the accounts scenario 7). `--notes FILE` puts a maintainer's markdown into the report's\n")
+	p("29 minutes (the shared-budget sweep alone 17, the accounts scenario 6). `--notes FILE` puts a maintainer's markdown into the report's\n")
 	p("\"Notes\" section (this file's comes from `bench/notes.md`). It is a `main` package; its tests (`go test ./bench`)\n")
 	p("cover how the request logs are analysed, not the measurements.\n\n")
 
@@ -866,7 +866,7 @@ func renderAccounts(s *scenarioResult) *section {
 	slots := min(32, (workers+n-1)/max(n, 1))
 	mean := lognormalMean(spec.LatencyMedian, spec.LatencyP99)
 	sec.setup = []string{
-		fmt.Sprintf("Three runs, a fresh database and simulator each. %d accounts `%s` … `%s`, each with %s desired rows (dealt out in turn; a third with an auth key), a `reconcile_accounts` row with `credentials = 'profile'` and no rate of its own, its profile a section of a shared credentials file (`ALIBABA_CLOUD_CREDENTIALS_FILE`, one `type = access_key` section per account), and its own AccessKey at the simulator, `%s`, whose accounts file gives each account its key and a limit of %d calls/s. The job: `%s` (`--rate` is per account; `--concurrency` (32 per account) and `--workers` at their defaults: %d shared workers, at most %d in flight per account).",
+		fmt.Sprintf("Three runs, a fresh database and simulator each. %d accounts `%s` … `%s`, each with %s desired rows (dealt out in turn; a third with an auth key), a `reconcile_accounts` row with `credentials = 'profile'` and no rate of its own, its profile a section of a shared credentials file (`ALIBABA_CLOUD_CREDENTIALS_FILE`, one `type = access_key` section per account), and its own AccessKey at the simulator, `%s`, whose accounts file gives each account its key and a limit of %d calls/s. The job: `%s` (`--rate` is per account; `--concurrency` (32 per account) and `--workers` at their defaults: %d shared workers, at most %d in flight per account; `--log-level debug` adds only an `account progress` line per account every 10 s, which shows each account's adaptive rate).",
 			n, accountName(0), accountName(max(n-1, 0)), commas(each), spec, accountsRate, jobCmd(first), workers, slots),
 		"",
 		fmt.Sprintf("- **A**: one process works all %d accounts.", n),
@@ -903,8 +903,14 @@ func renderAccounts(s *scenarioResult) *section {
 		if m == nil || m.Job == nil {
 			continue
 		}
-		sec.notes = append(sec.notes, fmt.Sprintf("CPU (%s, %.0f requests/s over the run): the job%s spent %s per row (%.0f%% of one core over its wall time), the simulator %s, the database's backends %s.",
-			am.Run, m.Rate, procsWord(m), perRow(m.Job.CPU(), m.Rows), 100*m.Job.CPU().Seconds()/m.Job.Wall.Seconds(), simCPU(m), pgCPU(m.CPU.PGBackends, m.CPU.Backends > 0, m.Rows)))
+		ours := m.Job.CPU() + m.SimCPU + m.CPU.PGBackends
+		note := fmt.Sprintf("CPU (%s, %.0f requests/s over the run): the job%s spent %s per row (%.0f%% of one core over its wall time), the simulator %s, the database's backends %s; the three together kept %.2f of the %d cores busy on average.",
+			am.Run, m.Rate, procsWord(m), perRow(m.Job.CPU(), m.Rows), 100*m.Job.CPU().Seconds()/m.Job.Wall.Seconds(), simCPU(m),
+			pgCPU(m.CPU.PGBackends, m.CPU.Backends > 0, m.Rows), ours.Seconds()/m.Job.Wall.Seconds(), nproc)
+		if statsOf(am.Accounts, regularFig).n == len(am.Accounts) {
+			note += fmt.Sprintf(" At that CPU per request the full budget of %.0f requests/s would take %.2f cores.", budget, ours.Seconds()/float64(max(m.Requests, 1))*budget)
+		}
+		sec.notes = append(sec.notes, note)
 		if note := busyNote(m, true); note != "" {
 			sec.notes = append(sec.notes, note)
 		}
@@ -962,8 +968,12 @@ func overCheck(label string, figs []accountFigures) check {
 // windowCheck: no account of st over its limit in any 1-second window.
 func windowCheck(label string, st acctStats, who string) check {
 	measured := fmt.Sprintf("largest %d (%s)", st.maxWindow, st.maxWindowAt)
-	if len(st.overLimit) > 0 {
-		measured += fmt.Sprintf("; over the limit: %s", strings.Join(st.overLimit, ", "))
+	if over := st.overLimit; len(over) > 0 {
+		measured += fmt.Sprintf("; %d of %d accounts over the limit", len(over), st.n)
+		if len(over) > 6 {
+			over = append(over[:6:6], "…")
+		}
+		measured += " (" + strings.Join(over, ", ") + ")"
 	}
 	return target(label+"most requests to one account in any 1-s window", fmt.Sprintf("≤ %d, %s", accountsRate, who), measured, len(st.overLimit) == 0)
 }
