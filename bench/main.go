@@ -14,8 +14,10 @@
 // rows: dry run, rerun when done, EXPLAIN of the pending query), baseline (a
 // naive one-row-at-a-time reference, compared with scenario rate), faults
 // (the API fault matrix: every fault at once, the job rerun
-// until it exits 0). --quick shrinks every N for a smoke run. See
-// BENCHMARKS.md for what each measures.
+// until it exits 0), accounts (50 accounts of 30 calls/s each in one run;
+// with a hidden lower limit and a refused key; as 4 shard processes).
+// --quick shrinks every N for a smoke run. See BENCHMARKS.md for what each
+// measures.
 //
 // --from-json a.json,b.json renders the report from the --json files of
 // several invocations (say, one scenario measured again): their scenarios
@@ -40,7 +42,7 @@ import (
 )
 
 // Scenario names, in the order `all` runs them.
-var allScenarios = []string{"rate", "scale", "shared", "overhead", "big", "baseline", "faults"}
+var allScenarios = []string{"rate", "scale", "shared", "overhead", "big", "baseline", "faults", "accounts"}
 
 // defaultDatabaseURL is the admin connection string when --database-url is
 // not given.
@@ -53,11 +55,17 @@ type sizes struct {
 	Rate, Scale, Shared, Overhead, Big int
 	BaselineFor                        time.Duration
 	Faults                             int `json:",omitempty"`
+	// Accounts is scenario accounts' number of accounts, AccountRows its
+	// rows per account (AccountRows / 30 seconds of work at the rate).
+	Accounts    int `json:",omitempty"`
+	AccountRows int `json:",omitempty"`
 }
 
 var (
-	fullSizes  = sizes{Rate: 1800, Scale: 30000, Shared: 120, Overhead: 100000, Big: 1000000, BaselineFor: 60 * time.Second, Faults: 10000}
-	quickSizes = sizes{Rate: 300, Scale: 5000, Shared: 20, Overhead: 10000, Big: 100000, BaselineFor: 15 * time.Second, Faults: 2000}
+	fullSizes = sizes{Rate: 1800, Scale: 30000, Shared: 120, Overhead: 100000, Big: 1000000, BaselineFor: 60 * time.Second, Faults: 10000,
+		Accounts: 50, AccountRows: 1800}
+	quickSizes = sizes{Rate: 300, Scale: 5000, Shared: 20, Overhead: 10000, Big: 100000, BaselineFor: 15 * time.Second, Faults: 2000,
+		Accounts: 50, AccountRows: 150}
 )
 
 type options struct {
@@ -74,6 +82,8 @@ type options struct {
 	jobEnv      []string
 	quietWait   time.Duration
 	notes       string
+	// accountsSize is --accounts-size (NxR), "" for the default.
+	accountsSize string
 }
 
 func main() {
@@ -94,6 +104,7 @@ func realMain(args []string) int {
 	fs.StringVar(&o.databaseURL, "database-url", defaultDatabaseURL, "admin connection string; each scenario creates and drops its own database on that server")
 	fs.StringVar(&o.notes, "notes", "", "a markdown file whose text goes into the report as its \"Notes\" section (what the figures alone do not say: a comparison run, a change of machine)")
 	fs.BoolVar(&o.quick, "quick", false, "shrink every N for a smoke run (figures are not representative)")
+	fs.StringVar(&o.accountsSize, "accounts-size", "", "scenario accounts: ACCOUNTSxROWS, the accounts and the rows of each (default 50x1800, with --quick 50x150)")
 	fs.StringVar(&o.bin, "reconcile-bin", "", "use this reconcile binary instead of building ./cmd/reconcile")
 	fs.BoolVar(&o.verbose, "v", false, "copy the job's and the simulator's logs to stderr")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, logs, request logs) and print its path")
@@ -122,6 +133,12 @@ func realMain(args []string) int {
 	})
 	if o.fromJSON != "" {
 		return renderFromJSON(o)
+	}
+	if o.accountsSize != "" {
+		if _, _, err := parseAccountsSize(o.accountsSize); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 2
+		}
 	}
 	if scen == "all" || scen == "" {
 		o.scenarios = allScenarios
@@ -257,7 +274,7 @@ func mergeResults(parts []*result, mergeCmd, out string) *result {
 // that knew more scenarios).
 func (z *sizes) fill(o sizes) {
 	for _, f := range []struct{ dst, src *int }{{&z.Rate, &o.Rate}, {&z.Scale, &o.Scale}, {&z.Shared, &o.Shared},
-		{&z.Overhead, &o.Overhead}, {&z.Big, &o.Big}, {&z.Faults, &o.Faults}} {
+		{&z.Overhead, &o.Overhead}, {&z.Big, &o.Big}, {&z.Faults, &o.Faults}, {&z.Accounts, &o.Accounts}, {&z.AccountRows, &o.AccountRows}} {
 		if *f.dst == 0 {
 			*f.dst = *f.src
 		}
@@ -350,6 +367,8 @@ func (b *bench) runAll(ctx context.Context) *result {
 			err = b.scenarioBaseline(ctx, sr, res)
 		case "faults":
 			err = b.scenarioFaults(ctx, sr)
+		case "accounts":
+			err = b.scenarioAccounts(ctx, sr)
 		}
 		sr.Elapsed = time.Since(t0)
 		if err != nil {
@@ -370,6 +389,9 @@ func (b *bench) command() string {
 	}
 	if b.o.quick {
 		cmd += " --quick"
+	}
+	if b.o.accountsSize != "" {
+		cmd += " --accounts-size " + b.o.accountsSize
 	}
 	if b.o.urlGiven {
 		cmd += " --database-url '" + redactURL(b.o.databaseURL) + "'"

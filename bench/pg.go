@@ -123,15 +123,22 @@ func (d *database) exec(ctx context.Context, sqls ...string) error {
 
 // loadRows inserts n valid desired rows with generate_series (every
 // authEvery-th of them with NotifyReqAuth and an 18-character auth key),
-// then VACUUM ANALYZE.
-func (d *database) loadRows(ctx context.Context, n, authEvery int) (time.Duration, error) {
+// then VACUUM ANALYZE. With accounts, the rows are dealt out to them in
+// turn (the names are the bench's own, quoted as they are); without, every
+// row is the default account's.
+func (d *database) loadRows(ctx context.Context, n, authEvery int, accounts []string) (time.Duration, error) {
 	t0 := time.Now()
-	err := d.exec(ctx, fmt.Sprintf(`INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key)
+	col, val := "", ""
+	if len(accounts) > 0 {
+		col = ", account"
+		val = fmt.Sprintf(",\n       (ARRAY['%s'])[(i - 1) %% %d + 1]", strings.Join(accounts, "', '"), len(accounts))
+	}
+	err := d.exec(ctx, fmt.Sprintf(`INSERT INTO desired_snapshot_callbacks (domain_name, notify_url, notify_req_auth, notify_auth_key%[3]s)
 SELECT 'live' || lpad(i::text, 7, '0') || '.bench.example.com',
        'https://hooks.example.com/snapshot/' || i,
        i %% %[2]d = 0,
-       CASE WHEN i %% %[2]d = 0 THEN 'benchKey' || lpad(i::text, 10, '0') END
-FROM generate_series(1, %[1]d) AS i`, n, authEvery), "VACUUM ANALYZE")
+       CASE WHEN i %% %[2]d = 0 THEN 'benchKey' || lpad(i::text, 10, '0') END%[4]s
+FROM generate_series(1, %[1]d) AS i`, n, authEvery, col, val), "VACUUM ANALYZE")
 	return time.Since(t0), err
 }
 
@@ -299,4 +306,64 @@ func (b *bench) machine(ctx context.Context) machine {
 		conn.Close(ctx)
 	}
 	return m
+}
+
+// addProfileAccounts adds a reconcile_accounts row for each account,
+// reached through its profile of the shared credentials file, at the run's
+// --rate (rate NULL).
+func (d *database) addProfileAccounts(ctx context.Context, accts []simAccount) error {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	names, profiles := make([]string, len(accts)), make([]string, len(accts))
+	for i, a := range accts {
+		names[i], profiles[i] = a.Name, a.profile()
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO reconcile_accounts (name, credentials, profile, note)
+		SELECT unnest($1::text[]), 'profile', unnest($2::text[]), 'bench'`, names, profiles)
+	if err != nil {
+		return fmt.Errorf("adding the accounts: %w", err)
+	}
+	return nil
+}
+
+// accountCounts returns each account's pending and done rows
+// (snapshot_callback_status; "" the default account).
+func (d *database) accountCounts(ctx context.Context) (map[string][2]int64, error) {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT coalesce(account, ''), count(*) FILTER (WHERE pending), count(*) FILTER (WHERE done)
+		FROM snapshot_callback_status GROUP BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][2]int64{}
+	var name string
+	var pending, done int64
+	_, err = pgx.ForEachRow(rows, []any{&name, &pending, &done}, func() error {
+		out[name] = [2]int64{pending, done}
+		return nil
+	})
+	return out, err
+}
+
+// runAccounts returns every row of reconcile_run_accounts.
+func (d *database) runAccounts(ctx context.Context) ([]runAccountRow, error) {
+	conn, err := d.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT run_id, coalesce(account, '') AS account, status, coalesce(reason, '') AS reason,
+		coalesce(error_code, '') AS error_code, pending, done, not_done, requests, throttled, coalesce(rate, 0) AS rate
+		FROM reconcile_run_accounts ORDER BY run_id, account`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[runAccountRow])
 }

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,12 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 	b := &bench{o: o, sz: fullSizes}
 	if o.quick {
 		b.sz = quickSizes
+	}
+	if o.accountsSize != "" {
+		var err error
+		if b.sz.Accounts, b.sz.AccountRows, err = parseAccountsSize(o.accountsSize); err != nil {
+			return nil, err
+		}
 	}
 	root, err := moduleRoot(ctx)
 	if err != nil {
@@ -138,6 +145,9 @@ type simSpec struct {
 	Hang        float64 `json:"fault_hang,omitempty"`
 	LostAnswer  float64 `json:"fault_lost_answer,omitempty"`
 	Seed        int64   `json:"seed"`
+	// Accounts, when set, are written to an --accounts-file (see
+	// simAccountsFile): the simulator's accounts besides "default".
+	Accounts []simAccount `json:"accounts,omitempty"`
 }
 
 func (s simSpec) args() []string {
@@ -166,7 +176,11 @@ func (s simSpec) faultShare() float64 { return s.ServerError + s.Reset + s.Hang 
 
 // String is the flags as a reader would type them.
 func (s simSpec) String() string {
-	return "reconcile simulate " + strings.Join(s.args(), " ")
+	a := s.args()
+	if len(s.Accounts) > 0 {
+		a = append(a, "--accounts-file", "accounts.json")
+	}
+	return "reconcile simulate " + strings.Join(a, " ")
 }
 
 // simProc is a running `reconcile simulate`.
@@ -191,6 +205,14 @@ func (b *bench) startSim(ctx context.Context, name string, s simSpec) (*simProc,
 	}
 	args := append([]string{"simulate", "--listen", "127.0.0.1:0", "--addr-file", addrFile,
 		"--access-key-id", simKeyID, "--access-key-secret", simKeySecret, "--log-format", "json"}, s.args()...)
+	if len(s.Accounts) > 0 {
+		path := filepath.Join(b.tmp, name+"-accounts.json")
+		if err := writeSimAccounts(path, s.Accounts); err != nil {
+			logf.Close()
+			return nil, err
+		}
+		args = append(args, "--accounts-file", path)
+	}
 	cmd := exec.Command(b.bin, args...)
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = b.logWriter(logf), b.logWriter(logf)
@@ -330,13 +352,20 @@ type jobRun struct {
 	// BreakerPauses counts the job's "circuit breaker" warnings (dispatch
 	// paused after too many failed answers).
 	BreakerPauses int `json:"breaker_pauses,omitempty"`
+	// AccountSummaries are the job's "account summary" lines (one per
+	// account of a run with several); AccountRateLimits the
+	// current_rate_limit of its "account progress" lines (--log-level
+	// debug), per account label, in order.
+	AccountSummaries  []map[string]any     `json:"account_summaries,omitempty"`
+	AccountRateLimits map[string][]float64 `json:"account_rate_limits,omitempty"`
 }
 
 // CPU is the job's utime+stime.
 func (j *jobRun) CPU() time.Duration { return j.UserCPU + j.SysCPU }
 
 // runJob runs `reconcile run --database-url url --endpoint endpoint args...`
-// and waits for it. stdout nil discards the job's stdout (/dev/null).
+// with env added to its environment, and waits for it. stdout nil discards
+// the job's stdout (/dev/null).
 //
 // The job is started through a small launcher (this program re-executed,
 // see launch) rather than directly: Go starts children with
@@ -346,7 +375,7 @@ func (j *jobRun) CPU() time.Duration { return j.UserCPU + j.SysCPU }
 // RSS (tens of MiB after parsing a large request log) whenever that is
 // larger than its own. The launcher's own peak is a few MiB, below any
 // job's.
-func (b *bench) runJob(ctx context.Context, name, url, endpoint string, args []string, stdout io.Writer) (*jobRun, error) {
+func (b *bench) runJob(ctx context.Context, name, url, endpoint string, args, env []string, stdout io.Writer) (*jobRun, error) {
 	full := append([]string{"run", "--database-url", url, "--endpoint", endpoint, "--log-format", "json"}, args...)
 	logPath := filepath.Join(b.tmp, name+"-job.log")
 	logf, err := os.Create(logPath)
@@ -368,8 +397,8 @@ func (b *bench) runJob(ctx context.Context, name, url, endpoint string, args []s
 	cmd := exec.CommandContext(ctx, self, append([]string{launchArg, b.bin}, full...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
-	cmd.Env = childEnv(append([]string{"ALIBABA_CLOUD_ACCESS_KEY_ID=" + simKeyID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" + simKeySecret},
-		b.o.jobEnv...)...)
+	cmd.Env = childEnv(slices.Concat([]string{"ALIBABA_CLOUD_ACCESS_KEY_ID=" + simKeyID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET=" + simKeySecret},
+		env, b.o.jobEnv)...)
 	cmd.Stdout = stdout
 	cmd.Stderr = b.logWriter(logf)
 	cmd.ExtraFiles = []*os.File{resW}
@@ -390,7 +419,7 @@ func (b *bench) runJob(ctx context.Context, name, url, endpoint string, args []s
 		return nil, fmt.Errorf("reconcile run: %s", lr.Err)
 	}
 	j := &jobRun{Args: redactArgs(full), Exit: lr.Exit, Wall: lr.Wall, UserCPU: lr.User, SysCPU: lr.Sys, MaxRSSKiB: lr.MaxRSSKiB}
-	j.Summary, j.RateLimits, j.BreakerPauses = scanJobLog(logPath)
+	j.scanLog(logPath)
 	if ctx.Err() != nil {
 		return j, fmt.Errorf("reconcile run did not finish within %s (log: %s)", jobTimeout, logPath)
 	}
@@ -470,13 +499,14 @@ func (b *bench) logWriter(f *os.File) io.Writer {
 	return f
 }
 
-// scanJobLog returns the last "summary" (or "dry run summary") JSON log
-// line of the job's stderr, the current_rate_limit of its progress lines
-// and how many times the circuit breaker paused dispatching.
-func scanJobLog(path string) (summary map[string]any, limits []float64, breaker int) {
+// scanLog reads the job's stderr (JSON lines): its last "summary" (or "dry
+// run summary") line, the current_rate_limit of its progress lines, how many
+// times the circuit breaker paused dispatching, and its per-account
+// summary and progress lines.
+func (j *jobRun) scanLog(path string) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, 0
+		return
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -491,17 +521,25 @@ func scanJobLog(path string) (summary map[string]any, limits []float64, breaker 
 		if json.Unmarshal(line, &m) != nil {
 			continue
 		}
-		if msg, _ := m["msg"].(string); strings.HasSuffix(msg, "summary") {
-			summary = m
-		}
-		if v, ok := m["current_rate_limit"].(float64); ok {
-			limits = append(limits, v)
-		}
-		if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "circuit breaker") {
-			breaker++
+		limit, hasLimit := m["current_rate_limit"].(float64)
+		msg, _ := m["msg"].(string)
+		switch {
+		case msg == "summary" || msg == "dry run summary":
+			j.Summary = m
+		case msg == "account summary":
+			j.AccountSummaries = append(j.AccountSummaries, m)
+		case msg == "account progress" && hasLimit:
+			label, _ := m["account"].(string)
+			if j.AccountRateLimits == nil {
+				j.AccountRateLimits = map[string][]float64{}
+			}
+			j.AccountRateLimits[label] = append(j.AccountRateLimits[label], limit)
+		case hasLimit:
+			j.RateLimits = append(j.RateLimits, limit)
+		case strings.HasPrefix(msg, "circuit breaker"):
+			j.BreakerPauses++
 		}
 	}
-	return summary, limits, breaker
 }
 
 func redactArgs(args []string) []string {

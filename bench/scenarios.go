@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reconcile/reconcile/internal/livesim"
@@ -49,15 +52,16 @@ func (r *result) scenario(id string) *scenarioResult {
 }
 
 type scenarioResult struct {
-	ID       string            `json:"id"`
-	Rows     int               `json:"rows"`
-	Runs     []*runMeasure     `json:"runs"`
-	Explain  []explainResult   `json:"explain,omitempty"`
-	Baseline *baselineMeasure  `json:"baseline,omitempty"`
-	Faults   *faultsMeasure    `json:"faults,omitempty"`
-	Timings  map[string]string `json:"timings,omitempty"` // setup steps, for the notes
-	Err      string            `json:"error,omitempty"`
-	Elapsed  time.Duration     `json:"elapsed"`
+	ID       string             `json:"id"`
+	Rows     int                `json:"rows"`
+	Runs     []*runMeasure      `json:"runs"`
+	Explain  []explainResult    `json:"explain,omitempty"`
+	Baseline *baselineMeasure   `json:"baseline,omitempty"`
+	Faults   *faultsMeasure     `json:"faults,omitempty"`
+	Accounts []*accountsMeasure `json:"accounts,omitempty"`
+	Timings  map[string]string  `json:"timings,omitempty"` // setup steps, for the notes
+	Err      string             `json:"error,omitempty"`
+	Elapsed  time.Duration      `json:"elapsed"`
 }
 
 func (s *scenarioResult) run(name string) *runMeasure {
@@ -80,11 +84,14 @@ type explainResult struct {
 // runMeasure is one `reconcile run` against one simulator, as the
 // simulator's log, the processes' resource usage and the database saw it.
 type runMeasure struct {
-	Name string   `json:"name"`
-	Sim  simSpec  `json:"sim"`
-	Rows int      `json:"rows"` // pending rows before the run
-	Job  *jobRun  `json:"job"`
-	CPU  cpuUsage `json:"cpu"` // Postgres and the machine during the job
+	Name string  `json:"name"`
+	Sim  simSpec `json:"sim"`
+	Rows int     `json:"rows"` // pending rows before the run
+	Job  *jobRun `json:"job"`
+	// Procs are the job processes of a run of several at once (Job is then
+	// their combination, see combineJobs).
+	Procs []*jobRun `json:"procs,omitempty"`
+	CPU   cpuUsage  `json:"cpu"` // Postgres and the machine during the job
 
 	SimCPU   time.Duration `json:"sim_cpu"` // the simulator's CPU during the job (/proc)
 	SimCPUOK bool          `json:"sim_cpu_ok"`
@@ -97,6 +104,15 @@ type runMeasure struct {
 	Waited     time.Duration `json:"waited"`
 	BusyBefore float64       `json:"busy_before"`
 
+	logFigures
+
+	PendingAfter int64 `json:"pending_after"`
+	DoneAfter    int64 `json:"done_after"`
+}
+
+// logFigures are what a simulator's request log says about some requests
+// (a run's, or one account's of it): see analyse.
+type logFigures struct {
 	Requests  int            `json:"requests"`
 	Accepted  int            `json:"accepted"` // not throttled
 	Throttled int            `json:"throttled"`
@@ -112,9 +128,6 @@ type runMeasure struct {
 	Per10s       [][2]int `json:"per_10s,omitempty"`
 	MaxWindow    int      `json:"max_window"`
 	MaxWindowAcc int      `json:"max_window_accepted"`
-
-	PendingAfter int64 `json:"pending_after"`
-	DoneAfter    int64 `json:"done_after"`
 }
 
 // RowsPerSecond is rows over the job process's wall time.
@@ -153,6 +166,14 @@ func (b *bench) measuredRun(ctx context.Context, d *database, name string, spec 
 // simulator's whole request log as it is after the job (for the caller to
 // analyse: a simulator may serve several runs).
 func (b *bench) jobOnSim(ctx context.Context, d *database, sim *simProc, name string, spec simSpec, rows int, args []string, stdout io.Writer) (*runMeasure, []livesim.Entry, error) {
+	return b.jobsOnSim(ctx, d, sim, name, spec, rows, [][]string{args}, nil, stdout)
+}
+
+// jobsOnSim is jobOnSim for one job process per element of argsList, all
+// started at once, each with env added to its environment. With more than
+// one, the measure's Procs are the processes (named name-0, name-1, …) and
+// its Job their combination (combineJobs); stdout must then be nil.
+func (b *bench) jobsOnSim(ctx context.Context, d *database, sim *simProc, name string, spec simSpec, rows int, argsList [][]string, env []string, stdout io.Writer) (*runMeasure, []livesim.Entry, error) {
 	m := &runMeasure{Name: name, Sim: spec, Rows: rows}
 	if b.o.quietWait > 0 {
 		m.Waited, m.BusyBefore = b.waitQuiet(ctx)
@@ -160,11 +181,26 @@ func (b *bench) jobOnSim(ctx context.Context, d *database, sim *simProc, name st
 	m.LoadAvg = loadAvg()
 	simBefore, ok1 := sim.cpu()
 	sampler := startSampler(d.name)
-	job, err := b.runJob(ctx, name, d.url, sim.url, args, stdout)
+	jobs := make([]*jobRun, len(argsList))
+	errs := make([]error, len(argsList))
+	var wg sync.WaitGroup
+	for i, args := range argsList {
+		jname := name
+		if len(argsList) > 1 {
+			jname = fmt.Sprintf("%s-%d", name, i)
+		}
+		wg.Go(func() { jobs[i], errs[i] = b.runJob(ctx, jname, d.url, sim.url, args, env, stdout) })
+	}
+	wg.Wait()
 	m.CPU = sampler.finish()
 	simAfter, ok2 := sim.cpu()
-	m.Job = job
-	if err != nil {
+	if len(jobs) == 1 {
+		m.Job = jobs[0]
+	} else {
+		m.Procs = jobs
+		m.Job = combineJobs(jobs)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return m, nil, err
 	}
 	m.SimCPU, m.SimCPUOK = simAfter-simBefore, ok1 && ok2
@@ -172,7 +208,29 @@ func (b *bench) jobOnSim(ctx context.Context, d *database, sim *simProc, name st
 	return m, entries, err
 }
 
-func (m *runMeasure) analyse(entries []livesim.Entry) {
+// combineJobs sums up job processes that ran at once: wall time the
+// longest, CPU the sum, peak RSS the largest, exit code the first non-zero
+// (0 when all exited 0), the arguments and logs of the first; nil when one
+// of them did not run.
+func combineJobs(jobs []*jobRun) *jobRun {
+	if len(jobs) == 0 || slices.Contains(jobs, nil) {
+		return nil
+	}
+	c := &jobRun{Args: jobs[0].Args}
+	for _, j := range jobs {
+		c.Wall = max(c.Wall, j.Wall)
+		c.UserCPU += j.UserCPU
+		c.SysCPU += j.SysCPU
+		c.MaxRSSKiB = max(c.MaxRSSKiB, j.MaxRSSKiB)
+		c.BreakerPauses += j.BreakerPauses
+		if c.Exit == 0 {
+			c.Exit = j.Exit
+		}
+	}
+	return c
+}
+
+func (m *logFigures) analyse(entries []livesim.Entry) {
 	m.Requests = len(entries)
 	m.ByFault, m.ByStatus = map[string]int{}, map[int]int{}
 	accepted := make([]livesim.Entry, 0, len(entries))
@@ -263,11 +321,17 @@ func (b *bench) freshDB(ctx context.Context, sr *scenarioResult, id string, n in
 
 // freshDBKeys is freshDB with every authEvery-th row carrying an auth key.
 func (b *bench) freshDBKeys(ctx context.Context, sr *scenarioResult, id string, n, authEvery int) (*database, error) {
+	return b.freshDBAccounts(ctx, sr, id, n, authEvery, nil)
+}
+
+// freshDBAccounts is freshDBKeys with the rows dealt out to accounts in
+// turn (none: every row of the default account; see loadRows).
+func (b *bench) freshDBAccounts(ctx context.Context, sr *scenarioResult, id string, n, authEvery int, accounts []string) (*database, error) {
 	d, err := b.createDB(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	took, err := d.loadRows(ctx, n, authEvery)
+	took, err := d.loadRows(ctx, n, authEvery, accounts)
 	if err != nil {
 		d.drop()
 		return nil, err
