@@ -95,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	redactor := logging.NewRedactor()
 	defer scrubPanic(redactor, stderr)
 	env := app.Env{Stdout: stdout, Stderr: stderr, Redactor: redactor, Version: info.Version}
-	if memoryLimited(args) && debug.SetMemoryLimit(-1) == DefaultMemoryLimit {
+	if memoryLimited([]string{cmd}) && debug.SetMemoryLimit(-1) == DefaultMemoryLimit {
 		env.Accounts = func(n int) { debug.SetMemoryLimit(DefaultMemoryLimit + int64(max(n-1, 0))*AccountMemory) }
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)

@@ -24,13 +24,13 @@ type Slots struct {
 	mu      sync.Mutex
 	used    int
 	members int
-	wake    chan struct{} // closed (and replaced) when a slot frees or the share grows
+	shares  []*Share // joined and not left
 }
 
 // NewSlots returns a pool of total slots where no account holds more than
 // perAccount (both at least 1).
 func NewSlots(total, perAccount int) *Slots {
-	return &Slots{total: max(total, 1), perAccount: max(perAccount, 1), wake: make(chan struct{})}
+	return &Slots{total: max(total, 1), perAccount: max(perAccount, 1)}
 }
 
 // Share is one account's membership of a Slots.
@@ -38,6 +38,9 @@ type Share struct {
 	s    *Slots
 	held int
 	left bool
+	// wake is signalled when the account may be able to take a slot: it
+	// released one, the full pool freed one, or its share grew.
+	wake chan struct{}
 }
 
 // Join adds an account to the pool; its share counts until Leave.
@@ -45,7 +48,9 @@ func (s *Slots) Join() *Share {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.members++
-	return &Share{s: s}
+	sh := &Share{s: s, wake: make(chan struct{}, 1)}
+	s.shares = append(s.shares, sh)
+	return sh
 }
 
 // limit is an account's fair share. s.mu must be held.
@@ -53,10 +58,19 @@ func (s *Slots) limit() int {
 	return min(s.perAccount, max(1, s.total/max(s.members, 1)))
 }
 
-// broadcast wakes every waiting Acquire. s.mu must be held.
+// signal wakes sh's Acquire, if it waits.
+func (sh *Share) signal() {
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// broadcast wakes every member's Acquire. s.mu must be held.
 func (s *Slots) broadcast() {
-	close(s.wake)
-	s.wake = make(chan struct{})
+	for _, sh := range s.shares {
+		sh.signal()
+	}
 }
 
 // Acquire blocks until the account may start one more request (a free
@@ -72,10 +86,9 @@ func (sh *Share) Acquire(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		}
-		wake := s.wake
 		s.mu.Unlock()
 		select {
-		case <-wake:
+		case <-sh.wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -87,9 +100,15 @@ func (sh *Share) Release() {
 	s := sh.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	full := s.used == s.total
 	s.used--
 	sh.held--
-	s.broadcast()
+	// An account waits for its own slots (it holds its share) or for the
+	// pool (it is full): wake only those this release can help.
+	sh.signal()
+	if full {
+		s.broadcast()
+	}
 }
 
 // Leave ends the account's membership once its pass is over: the others'
@@ -104,5 +123,11 @@ func (sh *Share) Leave() {
 	}
 	sh.left = true
 	s.members--
+	for i, m := range s.shares {
+		if m == sh {
+			s.shares = append(s.shares[:i], s.shares[i+1:]...)
+			break
+		}
+	}
 	s.broadcast()
 }
