@@ -30,8 +30,10 @@ func (s *stuckAPI) wait(ctx context.Context) (live.Answer, error) {
 	<-s.release
 	return live.Answer{RequestID: "rid"}, nil
 }
-func (s *stuckAPI) Add(ctx context.Context, _ live.Request) (live.Answer, error)    { return s.wait(ctx) }
-func (s *stuckAPI) Update(ctx context.Context, _ live.Request) (live.Answer, error) { return s.wait(ctx) }
+func (s *stuckAPI) Add(ctx context.Context, _ live.Request) (live.Answer, error) { return s.wait(ctx) }
+func (s *stuckAPI) Update(ctx context.Context, _ live.Request) (live.Answer, error) {
+	return s.wait(ctx)
+}
 func (s *stuckAPI) Describe(ctx context.Context, _, _ string) (live.Config, live.Answer, error) {
 	a, err := s.wait(ctx)
 	return live.Config{}, a, err
@@ -41,8 +43,12 @@ func (s *stuckAPI) Delete(ctx context.Context, _, _ string) (live.Answer, error)
 // okAPI answers every request with success at once.
 type okAPI struct{}
 
-func (okAPI) Add(context.Context, live.Request) (live.Answer, error)    { return live.Answer{RequestID: "rid"}, nil }
-func (okAPI) Update(context.Context, live.Request) (live.Answer, error) { return live.Answer{RequestID: "rid"}, nil }
+func (okAPI) Add(context.Context, live.Request) (live.Answer, error) {
+	return live.Answer{RequestID: "rid"}, nil
+}
+func (okAPI) Update(context.Context, live.Request) (live.Answer, error) {
+	return live.Answer{RequestID: "rid"}, nil
+}
 func (okAPI) Describe(context.Context, string, string) (live.Config, live.Answer, error) {
 	return live.Config{}, live.Answer{RequestID: "rid"}, nil
 }
