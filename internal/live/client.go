@@ -88,10 +88,10 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	}
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
-		DialContext: timedDial((&net.Dialer{
+		DialContext: (&net.Dialer{
 			Timeout:   capped(10 * time.Second),
 			KeepAlive: 30 * time.Second,
-		}).DialContext),
+		}).DialContext,
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12}, // verification on
 		TLSHandshakeTimeout: capped(10 * time.Second),
 		// A backstop only: the per-call context deadline (timeout) fires first.
@@ -435,59 +435,6 @@ func SendHookFrom(ctx context.Context) (SendHook, bool) {
 
 // ---- the shared HTTP client ----
 
-// timedConn is a connection that can report when a write returned: arm
-// sets a callback that the next successful Write runs (once), after the
-// bytes were handed to the kernel. A failed Write disarms it: the request's
-// send is then settled by the transport's error (SendHook.NotWritten). On
-// HTTP/1.1 only the transport's write loop writes to a connection, one
-// request at a time, so the Write after a request's WroteRequest is its
-// flush.
-type timedConn struct {
-	net.Conn
-	mu      sync.Mutex
-	onWrite func()
-}
-
-// Write implements net.Conn.
-func (c *timedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.mu.Lock()
-	f := c.onWrite
-	c.onWrite = nil
-	c.mu.Unlock()
-	if f != nil && err == nil {
-		f()
-	}
-	return n, err
-}
-
-func (c *timedConn) arm(f func()) {
-	c.mu.Lock()
-	c.onWrite = f
-	c.mu.Unlock()
-}
-
-// timedDial wraps dial's connections in timedConn.
-func timedDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &timedConn{Conn: c}, nil
-	}
-}
-
-// timedConnOf returns the timedConn under c (a TLS connection's network
-// connection), or nil.
-func timedConnOf(c net.Conn) *timedConn {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	tc, _ := c.(*timedConn)
-	return tc
-}
-
 // httpDoer implements dara.HttpClient over one shared *http.Client. The SDK
 // passes a freshly built *http.Transport on every call; it is ignored, so all
 // pooled SDK clients share one connection pool with our timeouts and TLS
@@ -518,34 +465,15 @@ func (h *httpDoer) Call(req *http.Request, _ *http.Transport) (*http.Response, e
 	// may fire on the transport's goroutine after Do has returned (an answer
 	// can come before the write is reported).
 	var reported, gotConn atomic.Bool
-	var conn atomic.Pointer[timedConn]
-	wrote := func() {
-		if reported.CompareAndSwap(false, true) && hook.Wrote != nil {
-			hook.Wrote()
-		}
-	}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) {
-			gotConn.Store(true)
-			conn.Store(timedConnOf(info.Conn))
-		},
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			// A failed write is not reported here: the transport may retry
 			// it on a new connection, and when it does not, NotWritten
 			// counts the request as possibly arrived.
-			if info.Err != nil {
-				return
+			if info.Err == nil && reported.CompareAndSwap(false, true) && hook.Wrote != nil {
+				hook.Wrote()
 			}
-			// WroteRequest comes when the request is in the transport's
-			// buffer, before the flush hands it to the kernel: report the
-			// write when that flush returns (the connection's next Write),
-			// so that a goroutine preempted in between does not make the
-			// request look sent earlier than it was.
-			if tc := conn.Load(); tc != nil {
-				tc.arm(wrote)
-				return
-			}
-			wrote()
 		},
 	}))
 	resp, err := h.c.Do(req)
