@@ -76,12 +76,17 @@ func (p *passRun) selectAccounts(ctx context.Context) error {
 		return err
 	}
 	only := p.c.AccountList()
+	shard := p.c.ShardSpec()
+	if len(all) == 0 && only == nil && shard.Count == 0 {
+		// No desired row at all: the pass is the default account's, empty,
+		// and records its run (and pushes its metrics) as before.
+		all = []string{""}
+	}
 	for _, a := range only {
 		if _, ok := known[a]; a != "" && !ok && !slices.Contains(all, a) {
 			return config.Usagef("--accounts: no account %q: no desired row and no reconcile_accounts row names it", a)
 		}
 	}
-	shard := p.c.ShardSpec()
 	for _, name := range accounts.Select(all, only, shard) {
 		a := &account{name: name, label: model.AccountLabel(name), rate: p.c.Rate, endpoint: p.c.Endpoint, region: p.c.Region}
 		if name != "" {

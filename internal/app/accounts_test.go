@@ -381,3 +381,22 @@ func TestAccountsPruneAndVerify(t *testing.T) {
 		t.Errorf("verify outcomes %v, want %v", got, want)
 	}
 }
+
+// TestEmptyDesiredStateStillRecordsARun: with no desired row at all, a run
+// is the default account's, empty: it records its run row as every run
+// does (the no-recent-run alert reads it).
+func TestEmptyDesiredStateStillRecordsARun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, livesim.Options{})
+	if err := h.run(h.config(), testSecret); err != nil {
+		t.Fatal(err)
+	}
+	var runs int
+	if err := h.db.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM reconcile_runs WHERE status = 'succeeded' AND exit_code = 0`).Scan(&runs); err != nil || runs != 1 {
+		t.Fatalf("succeeded runs: %d (%v), want 1", runs, err)
+	}
+	if got := h.runAccounts(); len(got["default"]) != 1 {
+		t.Fatalf("run accounts: %v, want the default account's", got)
+	}
+}
