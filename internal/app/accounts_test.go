@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -289,9 +287,7 @@ func TestAccountAssumesRole(t *testing.T) {
 		{Name: "other", RoleARN: "acs:ram::6543210987654321:role/reconcile", ExternalID: "ext-other-1", Trusted: []string{testKeyID}},
 	}
 	h := newHarness(t, livesim.Options{Accounts: sim})
-	sts := httptest.NewUnstartedServer(h.sim)
-	sts.TLS = &tls.Config{Certificates: []tls.Certificate{stsCert}}
-	sts.StartTLS()
+	sts := livesim.ServeTLS(h.sim, stsCert)
 	t.Cleanup(sts.Close)
 	h.exec(`INSERT INTO reconcile_accounts (name, credentials, role_arn, external_id, session_name) VALUES
 		('tenant', 'ram_role_arn', 'acs:ram::1234567890123456:role/reconcile', 'ext-tenant-1', 'reconcile-test'),

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,24 +26,16 @@ import (
 
 func TestMain(m *testing.M) {
 	// STS is reached over HTTPS only (credentials-go builds https://
-	// URLs), verified against the system roots, which Go reads once, from
-	// SSL_CERT_FILE when set: trust the simulator's STS certificate before
-	// anything loads them.
+	// URLs), verified against the system roots: trust the simulator's STS
+	// certificate before anything loads them.
 	dir, err := os.MkdirTemp("", "reconcile-app-sts")
 	if err != nil {
 		panic(err)
 	}
-	cert, pemBytes, err := livesim.SelfSignedCert("127.0.0.1", "::1", "localhost")
-	if err != nil {
+	if stsCert, err = livesim.TrustLoopbackCert(dir); err != nil {
 		panic(err)
 	}
-	stsCert = cert
-	if err := os.WriteFile(filepath.Join(dir, "sts-ca.pem"), pemBytes, 0o600); err != nil {
-		panic(err)
-	}
-	os.Setenv("SSL_CERT_FILE", filepath.Join(dir, "sts-ca.pem"))
-	defer os.RemoveAll(dir) // testdb.Main exits: removed only when it returns
-	testdb.Main(m)
+	testdb.Main(m) // exits: dir is left for the system's temp cleaning
 }
 
 // stsCert is the certificate SSL_CERT_FILE trusts (TestMain).

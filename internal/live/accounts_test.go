@@ -31,16 +31,9 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 		defer os.RemoveAll(dir)
-		cert, pemBytes, err := livesim.SelfSignedCert("127.0.0.1", "::1", "localhost")
-		if err != nil {
+		if stsCert, err = livesim.TrustLoopbackCert(dir); err != nil {
 			panic(err)
 		}
-		stsCert = cert
-		f := filepath.Join(dir, "sts-ca.pem")
-		if err := os.WriteFile(f, pemBytes, 0o600); err != nil {
-			panic(err)
-		}
-		os.Setenv("SSL_CERT_FILE", f)
 		return m.Run()
 	}())
 }
@@ -49,12 +42,7 @@ func TestMain(m *testing.M) {
 var stsCert tls.Certificate
 
 // stsServer serves h over TLS with stsCert.
-func stsServer(h http.Handler) *httptest.Server {
-	ts := httptest.NewUnstartedServer(h)
-	ts.TLS = &tls.Config{Certificates: []tls.Certificate{stsCert}}
-	ts.StartTLS()
-	return ts
-}
+func stsServer(h http.Handler) *httptest.Server { return livesim.ServeTLS(h, stsCert) }
 
 const (
 	roleBig      = "acs:ram::1234567890123456:role/reconcile-big"

@@ -10,6 +10,10 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -62,4 +66,31 @@ func SelfSignedCert(hosts ...string) (tls.Certificate, []byte, error) {
 	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// TrustLoopbackCert makes the calling process trust a new self-signed
+// certificate for the loopback addresses (127.0.0.1, ::1, localhost):
+// it writes the certificate to dir and points SSL_CERT_FILE at it. Call it
+// first thing in a test binary's TestMain, before anything verifies a
+// certificate (crypto/x509 reads the roots once), then serve the
+// simulator's STS over TLS with the returned certificate (ServeTLS).
+func TrustLoopbackCert(dir string) (tls.Certificate, error) {
+	cert, pemBytes, err := SelfSignedCert("127.0.0.1", "::1", "localhost")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	f := filepath.Join(dir, "sts-ca.pem")
+	if err := os.WriteFile(f, pemBytes, 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	return cert, os.Setenv("SSL_CERT_FILE", f)
+}
+
+// ServeTLS serves h over TLS with cert on a loopback port; Close the
+// server when done.
+func ServeTLS(h http.Handler, cert tls.Certificate) *httptest.Server {
+	ts := httptest.NewUnstartedServer(h)
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ts.StartTLS()
+	return ts
 }
