@@ -49,11 +49,11 @@ type account struct {
 	client *live.Client
 	// err says why the account is not worked (set before any request), or
 	// why its pass stopped.
-	err                     error
-	pending, invalidUnchged int64
-	sum                     apply.Summary
-	status                  string
-	started                 bool // its pass ran (reconcile_run_accounts row begun)
+	err                       error
+	pending, invalidUnchanged int64
+	sum                       apply.Summary
+	status                    string
+	started                   bool // its pass ran (reconcile_run_accounts row begun)
 }
 
 // selectAccounts decides the accounts of the pass: those with desired rows
@@ -262,7 +262,7 @@ func (p *passRun) countAccountRows(ctx context.Context) error {
 				return err
 			}
 			if a.pending, err = db.CountPendingIn(ctx, p.pool, a.name); err == nil {
-				a.invalidUnchged, err = db.CountInvalidUnchangedIn(ctx, p.pool, a.name)
+				a.invalidUnchanged, err = db.CountInvalidUnchangedIn(ctx, p.pool, a.name)
 			}
 			return err
 		})
@@ -270,7 +270,7 @@ func (p *passRun) countAccountRows(ctx context.Context) error {
 			return err
 		}
 		p.total += a.pending
-		p.invalidUnchanged += a.invalidUnchged
+		p.invalidUnchanged += a.invalidUnchanged
 	}
 	return nil
 }
@@ -404,7 +404,7 @@ func (p *passRun) finishAccounts(fin context.Context) {
 		if a.status == "" { // the run stopped before the account's pass
 			a.status = db.RunAccountFailed
 		}
-		end := db.RunAccountEnd{Status: a.status, Done: a.sum.Done(), NotDone: a.sum.NotDone() + a.invalidUnchged,
+		end := db.RunAccountEnd{Status: a.status, Done: a.sum.Done(), NotDone: a.sum.NotDone() + a.invalidUnchanged,
 			Requests: a.sum.Requests, Throttled: a.sum.Throttled}
 		if a.err != nil {
 			end.Reason, end.ErrorCode = p.env.Redactor.Scrub(a.err.Error()), accountErrorCode(a.err)
@@ -422,7 +422,7 @@ func (p *passRun) logAccounts() {
 	}
 	for _, a := range p.accts {
 		attrs := []any{"account", a.label, "status", a.status, "pending", a.pending,
-			"done", a.sum.Done(), "not_done", a.sum.NotDone() + a.invalidUnchged,
+			"done", a.sum.Done(), "not_done", a.sum.NotDone() + a.invalidUnchanged,
 			"requests", a.sum.Requests, "throttled", a.sum.Throttled}
 		if a.err != nil {
 			attrs = append(attrs, "error", a.err.Error())

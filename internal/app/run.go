@@ -713,12 +713,12 @@ func (p *passRun) accountMetrics(runStatus string, runSuccess bool) []metrics.Ru
 		for o, n := range a.sum.Counts {
 			outcomes[string(o)] = n
 		}
-		status, success := a.status, a.err == nil && a.sum.NotDone()+a.invalidUnchged == 0
+		status, success := a.status, a.err == nil && a.sum.NotDone()+a.invalidUnchanged == 0
 		if p.single() {
 			status, success = runStatus, runSuccess
 		}
 		ms = append(ms, metrics.RunMetrics{Account: a.name, RunID: p.runID, Status: status, Outcomes: outcomes,
-			InvalidUnchanged: a.invalidUnchged, Requests: a.sum.Requests, Throttled: a.sum.Throttled,
+			InvalidUnchanged: a.invalidUnchanged, Requests: a.sum.Requests, Throttled: a.sum.Throttled,
 			Retries: a.sum.Retries, BreakerTrips: a.sum.BreakerTrips, Duration: a.sum.Elapsed, Rate: a.rate,
 			Success: success, Finished: time.Now()})
 	}
