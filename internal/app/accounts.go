@@ -368,27 +368,28 @@ func accountKind(err error) (status string, runWide bool) {
 // refused (that error is kept, with the run's note).
 func (p *passRun) accountsError() error {
 	var failed []string
-	var pruneErr error
+	var runErr, pruneErr error
 	for _, a := range p.accts {
 		if a.status == db.RunAccountSkipped {
 			continue
 		}
 		status, runWide := accountKind(a.err)
 		a.status = status
-		if runWide {
-			return a.err
-		}
-		if errors.Is(a.err, apply.ErrPruneLimit) && pruneErr == nil {
+		switch {
+		case runWide && runErr == nil:
+			runErr = a.err
+		case errors.Is(a.err, apply.ErrPruneLimit) && pruneErr == nil:
 			pruneErr = a.err
-		}
-		if status == db.RunAccountFailed {
+		case status == db.RunAccountFailed && !runWide:
 			failed = append(failed, fmt.Sprintf("%s (%v)", a.label, a.err))
 		}
 	}
-	if p.single() {
+	switch {
+	case runErr != nil:
+		return runErr
+	case p.single():
 		return p.accts[0].err
-	}
-	if len(failed) > 0 {
+	case len(failed) > 0:
 		return fmt.Errorf("%w: %d of %d: %s", ErrAccountsFailed, len(failed), len(p.accts), strings.Join(failed, "; "))
 	}
 	return pruneErr

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -394,5 +396,43 @@ func TestEmptyDesiredStateStillRecordsARun(t *testing.T) {
 	}
 	if got := h.runAccounts(); len(got["default"]) != 1 {
 		t.Fatalf("run accounts: %v, want the default account's", got)
+	}
+}
+
+// TestAccountsInterrupted: a signal during a multi-account run stops every
+// account: the run exits 4, and the run and each account it took up are
+// recorded interrupted (none left running), with what they finished.
+func TestAccountsInterrupted(t *testing.T) {
+	h := accountsHarness(t, 5, simAccount{name: "east", rows: 5}, simAccount{name: "west", rows: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(cancel) // the first request "receives" SIGTERM, then is answered
+		h.sim.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	c := h.config()
+	c.Endpoint = front.URL
+	c.Concurrency = 1
+	env := Env{Stdout: h.log, Stderr: h.log, Redactor: h.red,
+		Logger:      logging.New(h.log, logging.Options{Format: "json", Level: "info", Redactor: h.red}),
+		Credentials: live.StaticCredentials(testKeyID, testSecret, "")}
+	if err := Run(ctx, c, env); ExitCode(err) != ExitInterrupted {
+		t.Fatalf("run = %v (exit %d), want exit %d", err, ExitCode(err), ExitInterrupted)
+	}
+	var status string
+	if err := h.db.Pool.QueryRow(context.Background(), `SELECT status FROM reconcile_runs`).Scan(&status); err != nil ||
+		status != "interrupted" {
+		t.Fatalf("run status %q (%v), want interrupted", status, err)
+	}
+	ra := h.runAccounts()
+	if len(ra) != 3 {
+		t.Fatalf("run accounts %v, want 3", ra)
+	}
+	for name, rs := range ra {
+		if len(rs) != 1 || rs[0].Status != db.RunAccountInterrupted {
+			t.Errorf("account %s: %+v, want interrupted", name, rs)
+		}
 	}
 }
