@@ -27,6 +27,7 @@ func simulate(ctx context.Context, fs *flag.FlagSet, args []string, env app.Env)
 	o := &c.Options
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8787", "address to listen on (port 0: any free port)")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the bound http://host:port to this file")
+	fs.StringVar(&c.TLSCAFile, "tls-ca-file", "", "serve HTTPS with a new self-signed certificate for 127.0.0.1, ::1 and localhost, written to this file (trust it with SSL_CERT_FILE): for ram_role_arn accounts, whose STS is HTTPS only")
 	fs.StringVar(&o.AccessKeyID, "access-key-id", "", "the accepted AccessKey id, of the account \"default\" (env RECONCILE_ACCESS_KEY_ID)")
 	fs.StringVar(&o.AccessKeySecret, "access-key-secret", "", "the accepted AccessKey secret (env RECONCILE_ACCESS_KEY_SECRET)")
 	fs.StringVar(&accountsFile, "accounts-file", "", "JSON file of further accounts, each with its own keys, limit and configs (format above)")

@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -230,5 +232,62 @@ func TestReadSimAccountsRoles(t *testing.T) {
 				t.Fatalf("err = %v, want ErrUsage mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSimulateServesTLS: with TLSCAFile, `reconcile simulate` serves HTTPS
+// with a certificate it writes to that file: a client that trusts the file
+// (as SSL_CERT_FILE makes a job do) reaches it at the https:// address it
+// writes to the address file, and one that does not is refused.
+func TestSimulateServesTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addrFile, caFile := filepath.Join(dir, "addr"), filepath.Join(dir, "ca.pem")
+	out := &signalWriter{mark: "simulator listening", ready: make(chan struct{})}
+	env := Env{Stdout: out, Stderr: out, Redactor: logging.NewRedactor(),
+		Logger: logging.New(out, logging.Options{Format: "json", Level: "info"})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Simulate(ctx, SimConfig{Listen: "127.0.0.1:0", AddrFile: addrFile, TLSCAFile: caFile,
+			Options: livesim.Options{AccessKeyID: "LTAIdefault", AccessKeySecret: "secret-of-default", Limit: 30}}, env)
+	}()
+	select {
+	case <-out.ready:
+	case err := <-done:
+		t.Fatalf("Simulate returned before listening: %v", err)
+	}
+	b, err := os.ReadFile(addrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(endpoint, "https://127.0.0.1:") {
+		t.Fatalf("address %q, want https://127.0.0.1:port", endpoint)
+	}
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("the CA file holds no certificate")
+	}
+	trusting := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := trusting.Get(endpoint + HealthPath)
+	if err != nil {
+		t.Fatalf("a client trusting the CA file: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("health: %d", resp.StatusCode)
+	}
+	untrusting := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509.NewCertPool()}}}
+	if _, err := untrusting.Get(endpoint + HealthPath); err == nil {
+		t.Fatal("a client that does not trust the CA file was served")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

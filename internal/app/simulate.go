@@ -2,12 +2,14 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/reconcile/reconcile/internal/config"
@@ -18,9 +20,16 @@ import (
 type SimConfig struct {
 	// Listen is the address to listen on; port 0 picks a free one.
 	Listen string
-	// AddrFile, when set, receives the bound http://host:port once listening.
+	// AddrFile, when set, receives the bound http://host:port (https://
+	// with TLSCAFile) once listening.
 	AddrFile string
-	Options  livesim.Options
+	// TLSCAFile, when set, makes the simulator serve HTTPS with a new
+	// self-signed certificate for the loopback addresses (livesim.
+	// SelfSignedCert), written to this file in PEM form: a job trusts it
+	// with SSL_CERT_FILE. STS (ram_role_arn accounts) is reached over HTTPS
+	// only.
+	TLSCAFile string
+	Options   livesim.Options
 }
 
 // HealthPath is the simulator's health endpoint: GET answers 200 "ok"
@@ -38,6 +47,18 @@ func Simulate(ctx context.Context, c SimConfig, env Env) error {
 	sim := livesim.New(c.Options)
 	srv := &http.Server{Handler: withHealth(sim), ReadHeaderTimeout: 10 * time.Second}
 	url := "http://" + ln.Addr().String()
+	if c.TLSCAFile != "" {
+		cert, pemBytes, err := livesim.SelfSignedCert("127.0.0.1", "::1", "localhost")
+		if err == nil {
+			err = os.WriteFile(c.TLSCAFile, pemBytes, 0o644)
+		}
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("simulate: --tls-ca-file: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		url = "https://" + strings.TrimPrefix(url, "http://")
+	}
 	if c.AddrFile != "" {
 		if err := os.WriteFile(c.AddrFile, []byte(url+"\n"), 0o644); err != nil {
 			ln.Close()
