@@ -252,7 +252,7 @@ func (d *database) explain(ctx context.Context, sql, after string, limit int, ge
 // pendingSQL is the job's pending-page query (internal/db), so the EXPLAIN
 // follows the query as it is now.
 func (b *bench) pendingSQL() (sql, source string) {
-	return db.PendingPageSQL(), "internal/db (db.PendingPageSQL)"
+	return db.PendingPageInSQL(""), `internal/db (db.PendingPageInSQL(""): the default account's pending page, which a run of rows without an account reads)`
 }
 
 func firstLine(s string) string {

@@ -116,6 +116,15 @@ func (a accountQuery) count(ctx context.Context, q Querier, what, account string
 	return n, nil
 }
 
+// PendingPageInSQL returns the text of the query PendingPageIn runs for
+// account: for the default account ("") its parameters are those of
+// PendingPageSQL ($1: the key, $2: the page size), for a named one $3 is
+// the account. For tools that EXPLAIN it (the benchmark).
+func PendingPageInSQL(account string) string {
+	sql, _ := sqlPendingPageIn.with(account)
+	return sql
+}
+
 // PendingPageSQL returns the text of the query PendingPage runs ($1: the
 // key to start after, $2: the page size), for tools that EXPLAIN it (the
 // benchmark). It is the same constant, not a copy.
