@@ -306,8 +306,10 @@ func (p *passRun) runAccounts(ctx context.Context) (apply.Summary, error) {
 		defer func() { close(stop); <-done }()
 	}
 	shares := make([]*apply.Share, len(work))
-	for i := range work {
-		shares[i] = slots.Join() // all before any pass starts
+	if len(work) > 1 { // one account has its --concurrency workers to itself
+		for i := range work {
+			shares[i] = slots.Join() // all before any pass starts
+		}
 	}
 	var wg sync.WaitGroup
 	for i, a := range work {
