@@ -112,6 +112,38 @@ func (w *signalWriter) String() string {
 	return w.buf.String()
 }
 
+// runningSim is a `reconcile simulate` started by startSim.
+type runningSim struct {
+	endpoint string // as written to the address file
+	out      *signalWriter
+	stop     func() error // cancels Simulate and returns its error
+}
+
+// startSim runs Simulate with c (Listen and AddrFile set here) until stop,
+// and returns once it listens.
+func startSim(t *testing.T, c SimConfig) runningSim {
+	t.Helper()
+	c.Listen, c.AddrFile = "127.0.0.1:0", filepath.Join(t.TempDir(), "addr")
+	out := &signalWriter{mark: "simulator listening", ready: make(chan struct{})}
+	env := Env{Stdout: out, Stderr: out, Redactor: logging.NewRedactor(),
+		Logger: logging.New(out, logging.Options{Format: "json", Level: "info"})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Simulate(ctx, c, env) }()
+	select {
+	case <-out.ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Simulate returned before listening: %v", err)
+	}
+	b, err := os.ReadFile(c.AddrFile)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return runningSim{endpoint: strings.TrimSpace(string(b)), out: out, stop: func() error { cancel(); return <-done }}
+}
+
 // TestSimulateServesAccounts: `reconcile simulate` with accounts from a
 // file serves each account with its own keys and configs next to the
 // default key, refuses a disabled account, and logs the accounts without
@@ -121,26 +153,9 @@ func TestSimulateServesAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrFile := filepath.Join(t.TempDir(), "addr")
-	out := &signalWriter{mark: "simulator listening", ready: make(chan struct{})}
-	env := Env{Stdout: out, Stderr: out, Redactor: logging.NewRedactor(),
-		Logger: logging.New(out, logging.Options{Format: "json", Level: "info"})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Simulate(ctx, SimConfig{Listen: "127.0.0.1:0", AddrFile: addrFile,
-			Options: livesim.Options{AccessKeyID: "LTAIdefault", AccessKeySecret: "secret-of-default", Limit: 30, Accounts: accounts}}, env)
-	}()
-	select {
-	case <-out.ready:
-	case err := <-done:
-		t.Fatalf("Simulate returned before listening: %v", err)
-	}
-	b, err := os.ReadFile(addrFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := strings.TrimSpace(string(b))
+	sim := startSim(t, SimConfig{Options: livesim.Options{AccessKeyID: "LTAIdefault", AccessKeySecret: "secret-of-default",
+		Limit: 30, Accounts: accounts}})
+	endpoint, out := sim.endpoint, sim.out
 	client := func(id, secret string) *live.Client {
 		c, err := live.New(context.Background(), live.Options{Endpoint: endpoint, Region: "cn-shanghai", RequestTimeout: 5 * time.Second,
 			Credentials: live.StaticCredentials(id, secret, "")})
@@ -186,8 +201,7 @@ func TestSimulateServesAccounts(t *testing.T) {
 	if n := len(state.Accounts["c"].Configs); n != 0 {
 		t.Fatalf("the disabled account holds %d configs", n)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := sim.stop(); err != nil {
 		t.Fatal(err)
 	}
 	logText := out.String()
@@ -241,27 +255,10 @@ func TestReadSimAccountsRoles(t *testing.T) {
 // writes to the address file, and one that does not is refused.
 func TestSimulateServesTLS(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	addrFile, caFile := filepath.Join(dir, "addr"), filepath.Join(dir, "ca.pem")
-	out := &signalWriter{mark: "simulator listening", ready: make(chan struct{})}
-	env := Env{Stdout: out, Stderr: out, Redactor: logging.NewRedactor(),
-		Logger: logging.New(out, logging.Options{Format: "json", Level: "info"})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Simulate(ctx, SimConfig{Listen: "127.0.0.1:0", AddrFile: addrFile, TLSCAFile: caFile,
-			Options: livesim.Options{AccessKeyID: "LTAIdefault", AccessKeySecret: "secret-of-default", Limit: 30}}, env)
-	}()
-	select {
-	case <-out.ready:
-	case err := <-done:
-		t.Fatalf("Simulate returned before listening: %v", err)
-	}
-	b, err := os.ReadFile(addrFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := strings.TrimSpace(string(b))
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	sim := startSim(t, SimConfig{TLSCAFile: caFile,
+		Options: livesim.Options{AccessKeyID: "LTAIdefault", AccessKeySecret: "secret-of-default", Limit: 30}})
+	endpoint := sim.endpoint
 	if !strings.HasPrefix(endpoint, "https://127.0.0.1:") {
 		t.Fatalf("address %q, want https://127.0.0.1:port", endpoint)
 	}
@@ -286,8 +283,7 @@ func TestSimulateServesTLS(t *testing.T) {
 	if _, err := untrusting.Get(endpoint + HealthPath); err == nil {
 		t.Fatal("a client that does not trust the CA file was served")
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := sim.stop(); err != nil {
 		t.Fatal(err)
 	}
 }
